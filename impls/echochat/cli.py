@@ -1,0 +1,174 @@
+"""The ``echochat`` command: run one service with one implementation."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import resource
+import sys
+from collections.abc import Callable, Sequence
+
+from echochat.core import Limits, __version__
+from echochat.core.limits import (
+    DEFAULT_MAX_CLIENTS,
+    DEFAULT_MAX_LINE,
+    DEFAULT_SENDQ,
+    DEFAULT_SERVER_NAME,
+)
+from echochat.options import ServerOptions
+
+# --impl name -> (module, extra arguments to its run()).
+IMPLEMENTATIONS: dict[str, tuple[str, dict[str, str]]] = {
+    "asyncio": ("echochat.asyncio_impl.server", {}),
+    "trio": ("echochat.trio_impl.server", {}),
+    "anyio-asyncio": ("echochat.anyio_impl.server", {"backend": "asyncio"}),
+    "anyio-trio": ("echochat.anyio_impl.server", {"backend": "trio"}),
+}
+DEFAULT_PORTS = {"chat": 6667, "echo": 7007}
+
+log = logging.getLogger("echochat")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="echochat",
+        description=(
+            "A chat server (an IRC subset) and an echo server, each written with asyncio "
+            "Streams, trio and anyio on one sans-I/O core, for comparing the three."
+        ),
+        epilog="Run 'echochat serve --help' for the server's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"echochat {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="run a chat or echo server",
+        description=(
+            "Run one service with one implementation. Once the socket listens, print exactly "
+            "one line to stdout, 'listening on HOST:PORT'; logs go to stderr. SIGINT and "
+            "SIGTERM shut down gracefully (chat clients get 'ERROR :Server shutting down')."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    serve.add_argument(
+        "--impl",
+        choices=list(IMPLEMENTATIONS),
+        default="asyncio",
+        help="the I/O framework: asyncio Streams, trio, or anyio on its asyncio or trio backend",
+    )
+    serve.add_argument(
+        "--service",
+        choices=["chat", "echo"],
+        default="chat",
+        help="chat: IRC subset (connect with irssi, weechat or nc); echo: bytes back unchanged",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument(
+        "--port",
+        type=_non_negative,
+        default=None,
+        help="TCP port; 0 picks a free one (default: 6667 for chat, 7007 for echo)",
+    )
+    serve.add_argument(
+        "--max-line",
+        type=_positive,
+        default=DEFAULT_MAX_LINE,
+        help="chat: longest accepted line in bytes, CR LF included; longer lines get 417",
+    )
+    serve.add_argument(
+        "--sendq",
+        type=_positive,
+        default=DEFAULT_SENDQ,
+        help="chat: bytes queued for one client before it is disconnected (SendQ exceeded)",
+    )
+    serve.add_argument(
+        "--max-clients",
+        type=_positive,
+        default=DEFAULT_MAX_CLIENTS,
+        help="connections served at once; more are refused ('Server is full' for chat)",
+    )
+    serve.add_argument(
+        "--server-name",
+        default=DEFAULT_SERVER_NAME,
+        help="chat: the name numerics and PONG come from",
+    )
+    serve.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default="info",
+        help="how much to log to stderr",
+    )
+    return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port from 0 to 65535, not {value}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command != "serve":
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        limits = Limits(
+            max_line=args.max_line,
+            sendq=args.sendq,
+            max_clients=args.max_clients,
+            server_name=args.server_name,
+        )
+    except ValueError as error:
+        parser.error(str(error))
+    port = DEFAULT_PORTS[args.service] if args.port is None else args.port
+    options = ServerOptions(service=args.service, host=args.host, port=port, limits=limits)
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    _allow_open_files(limits.max_clients)
+    module_name, extra = IMPLEMENTATIONS[args.impl]
+    run: Callable[..., None] = importlib.import_module(module_name).run
+    log.info("starting %s service with %s", args.service, args.impl)
+    failed = False
+    try:
+        run(options, **extra)
+    except* OSError as group:
+        # Typically the port is taken; say so in one line, not a traceback.
+        for failure in group.exceptions:
+            print(f"echochat: cannot serve on {args.host}:{port}: {failure}", file=sys.stderr)
+        failed = True
+    except* KeyboardInterrupt:
+        # Ctrl-C before the signal handlers were installed: nothing to clean up.
+        failed = True
+    if failed:
+        return 1
+    log.info("stopped")
+    return 0
+
+
+def _allow_open_files(max_clients: int) -> None:
+    """Raise the soft open-files limit so --max-clients connections can be accepted."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = max_clients + 64  # the listening socket, the event loop, logs, a margin
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        new_soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
+        if new_soft < wanted:
+            log.warning("only %d open files allowed; fewer clients may fit", new_soft)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""echochat on trio: ``serve_tcp``, ``SocketStream.send_all`` and memory channels."""

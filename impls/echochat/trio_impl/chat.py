@@ -1,0 +1,105 @@
+"""The chat service on trio: a reader task and a writer task per client."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import trio
+
+from echochat.core import CLOSE_GRACE, READ_SIZE, ConnId
+from echochat.hub import ChatHub
+from echochat.options import ServerOptions, new_chat_core
+
+log = logging.getLogger(__name__)
+
+
+class ChatService:
+    def __init__(self, options: ServerOptions) -> None:
+        self.hub = ChatHub(new_chat_core(options.limits))
+
+    async def handle_client(self, stream: trio.SocketStream) -> None:
+        try:
+            host = stream.socket.getpeername()[0]
+        except OSError:  # Gone before we got to it.
+            await stream.aclose()
+            return
+        connection = ChatConnection(stream)
+        async with stream, trio.open_nursery() as tasks:
+            tasks.start_soon(read_loop, connection, self.hub)
+            tasks.start_soon(write_loop, connection, self.hub)
+            connection.conn = self.hub.attach(connection, host)
+
+    def shutdown(self) -> None:
+        self.hub.shutdown()
+
+
+class ChatConnection:
+    """One client as the hub sees it: an outbound queue, and scopes to stop its tasks."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.conn: ConnId = 0
+        # The queue is bounded in bytes by the core's SendQ accounting; a
+        # bound in items on top would only be a second, arbitrary limit.
+        self.outbox, self.outbox_reader = trio.open_memory_channel[bytes](math.inf)
+        self.reading = trio.CancelScope()
+        self.writing = trio.CancelScope()
+        self.farewell = b""
+
+    def deliver(self, data: bytes) -> None:
+        self.outbox.send_nowait(data)  # Never waits for the client.
+
+    def close(self, farewell: bytes, flush: bool) -> None:
+        self.reading.cancel()
+        if flush:
+            if farewell:
+                self.outbox.send_nowait(farewell)
+            self.writing.deadline = trio.current_time() + CLOSE_GRACE
+        else:
+            self.farewell = farewell
+            self.writing.cancel()
+        self.outbox.close()  # The writer stops once the queue is empty.
+
+
+async def read_loop(connection: ChatConnection, hub: ChatHub) -> None:
+    with connection.reading:
+        try:
+            while data := await connection.stream.receive_some(READ_SIZE):
+                hub.receive(connection.conn, data)
+        except trio.BrokenResourceError:
+            log.debug("connection %d reset by peer", connection.conn)
+        hub.lost(connection.conn)
+
+
+async def write_loop(connection: ChatConnection, hub: ChatHub) -> None:
+    sending = False
+    with connection.writing:
+        try:
+            async for first in connection.outbox_reader:
+                chunk = take_pending(first, connection.outbox_reader)
+                sending = True
+                # Blocks while the client's socket buffer is full; only this
+                # task waits, because every broadcast just queued and moved on.
+                await connection.stream.send_all(chunk)
+                sending = False
+                hub.sent(connection.conn, len(chunk))
+        except trio.BrokenResourceError:
+            hub.lost(connection.conn)
+            return
+    # Closed for SendQ: a send_all cut off by the cancel may have sent part of
+    # a line (trio docs; trio#889), so the stream is broken and the farewell
+    # goes out only if nothing was in flight.
+    if connection.farewell and not sending:
+        with trio.move_on_after(CLOSE_GRACE):
+            await connection.stream.send_all(connection.farewell)
+
+
+def take_pending(first: bytes, outbox_reader: trio.MemoryReceiveChannel[bytes]) -> bytes:
+    """Join ``first`` with everything already queued behind it: one send for many lines."""
+    chunks = [first]
+    while True:
+        try:
+            chunks.append(outbox_reader.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel):
+            return b"".join(chunks)

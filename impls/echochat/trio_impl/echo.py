@@ -1,0 +1,47 @@
+"""The echo service on trio."""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from echochat.core import READ_SIZE, EchoServer
+from echochat.options import ServerOptions
+
+log = logging.getLogger(__name__)
+
+
+class EchoService:
+    def __init__(self, options: ServerOptions) -> None:
+        self.core = EchoServer(options.limits)
+        self.connections: set[trio.CancelScope] = set()
+
+    async def handle_client(self, stream: trio.SocketStream) -> None:
+        if not self.core.connect():
+            await stream.aclose()
+            return
+        with trio.CancelScope() as scope:
+            self.connections.add(scope)
+            try:
+                async with stream:
+                    await echo_loop(stream)
+            finally:
+                self.connections.discard(scope)
+                self.core.disconnect()
+
+    def shutdown(self) -> None:
+        self.core.shutdown()
+        for scope in self.connections:
+            scope.cancel()
+
+
+async def echo_loop(stream: trio.SocketStream) -> None:
+    try:
+        while chunk := await stream.receive_some(READ_SIZE):
+            # send_all returns only once the kernel holds every byte, so while
+            # the client does not read we do not read either: backpressure
+            # with no user-space buffer beyond this one chunk.
+            await stream.send_all(chunk)
+    except trio.BrokenResourceError:
+        log.debug("echo connection reset by peer")

@@ -1,0 +1,29 @@
+"""echochat's sans-I/O core: framing, the chat state machine, limits and errors.
+
+Pure synchronous code over bytes. It imports no event loop, socket or
+selector module (an import-linter contract and a test check this), so the
+same decisions drive the asyncio, trio and anyio adapters.
+"""
+
+from echochat.core.chat import ChatServer
+from echochat.core.echo import EchoServer
+from echochat.core.effects import Close, ConnId, Effect, Send
+from echochat.core.framing import Line, LineFramer, LineTooLong
+from echochat.core.limits import CLOSE_GRACE, READ_SIZE, Limits
+from echochat.core.version import __version__
+
+__all__ = [
+    "CLOSE_GRACE",
+    "READ_SIZE",
+    "ChatServer",
+    "Close",
+    "ConnId",
+    "EchoServer",
+    "Effect",
+    "Limits",
+    "Line",
+    "LineFramer",
+    "LineTooLong",
+    "Send",
+    "__version__",
+]

@@ -1,0 +1,42 @@
+"""What the core asks an adapter to do: the core's only output.
+
+The chat core never touches a socket. Each call into it returns a list of
+effects, in the order the adapter must carry them out for any one connection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ConnId = int
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Queue ``data`` (one or more whole lines) for connection ``conn``.
+
+    The adapter must not wait for the peer here: it appends to that
+    connection's outbound queue and reports the bytes back with
+    ``ChatServer.data_sent`` once they have left the queue.
+    """
+
+    conn: ConnId
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Close connection ``conn``; the core has already forgotten it.
+
+    With ``flush`` the adapter sends everything queued, then ``farewell``,
+    then closes (within ``CLOSE_GRACE``). Without ``flush`` (SendQ exceeded)
+    the queue is dropped and ``farewell`` is sent only if the socket takes
+    it at once and no send was cut off half-way.
+    """
+
+    conn: ConnId
+    farewell: bytes
+    flush: bool
+
+
+Effect = Send | Close
