@@ -21,14 +21,17 @@ class ChatService:
     async def handle_client(self, stream: trio.SocketStream) -> None:
         try:
             host = stream.socket.getpeername()[0]
-        except OSError:  # Gone before we got to it.
-            await stream.aclose()
-            return
+        except OSError:
+            return  # Gone before we got to it.
         connection = ChatConnection(stream)
-        async with stream, trio.open_nursery() as tasks:
-            tasks.start_soon(read_loop, connection, self.hub)
-            tasks.start_soon(write_loop, connection, self.hub)
-            connection.conn = self.hub.attach(connection, host)
+        try:
+            async with trio.open_nursery() as tasks:
+                tasks.start_soon(read_loop, connection, self.hub)
+                tasks.start_soon(write_loop, connection, self.hub)
+                connection.conn = self.hub.attach(connection, host)
+        finally:
+            # If a task failed, the core must still forget the client (else a no-op).
+            self.hub.lost(connection.conn)
 
     def shutdown(self) -> None:
         self.hub.shutdown()

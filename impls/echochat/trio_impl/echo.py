@@ -19,13 +19,11 @@ class EchoService:
 
     async def handle_client(self, stream: trio.SocketStream) -> None:
         if not self.core.connect():
-            await stream.aclose()
             return
         with trio.CancelScope() as scope:
             self.connections.add(scope)
             try:
-                async with stream:
-                    await echo_loop(stream)
+                await echo_loop(stream)
             finally:
                 self.connections.discard(scope)
                 self.core.disconnect()

@@ -31,7 +31,7 @@ async def serve(options: ServerOptions) -> None:
                 listeners = await accepting.start(
                     partial(
                         trio.serve_tcp,
-                        service.handle_client,
+                        partial(handle_connection, service),
                         options.port,
                         host=options.host,
                         handler_nursery=handlers,
@@ -43,3 +43,12 @@ async def serve(options: ServerOptions) -> None:
                     break
                 accepting.cancel_scope.cancel()  # Stop accepting; connections go on.
         service.shutdown()
+
+
+async def handle_connection(service: ChatService | EchoService, stream: trio.SocketStream) -> None:
+    """One connection's task; serve_tcp closes the stream when it returns."""
+    try:
+        await service.handle_client(stream)
+    except Exception:
+        # Without this, one connection's bug would crash the whole server.
+        log.exception("connection failed")

@@ -1,0 +1,1 @@
+"""echochat on anyio, either backend: ``create_tcp_listener``, ``send``, memory streams."""

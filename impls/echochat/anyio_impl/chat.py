@@ -1,0 +1,109 @@
+"""The chat service on anyio: a reader task and a writer task per client."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import anyio
+from anyio.abc import SocketAttribute, SocketStream
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from echochat.core import CLOSE_GRACE, READ_SIZE, ConnId
+from echochat.hub import ChatHub
+from echochat.options import ServerOptions, new_chat_core
+
+log = logging.getLogger(__name__)
+
+
+class ChatService:
+    def __init__(self, options: ServerOptions) -> None:
+        self.hub = ChatHub(new_chat_core(options.limits))
+
+    async def handle_client(self, stream: SocketStream) -> None:
+        host = stream.extra(SocketAttribute.remote_address)
+        connection = ChatConnection(stream)
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(read_loop, connection, self.hub)
+                tasks.start_soon(write_loop, connection, self.hub)
+                connection.conn = self.hub.attach(connection, str(host[0]))
+        finally:
+            # If a task failed, the core must still forget the client (else a no-op).
+            self.hub.lost(connection.conn)
+
+    def shutdown(self) -> None:
+        self.hub.shutdown()
+
+
+class ChatConnection:
+    """One client as the hub sees it: an outbound queue, and scopes to stop its tasks."""
+
+    def __init__(self, stream: SocketStream) -> None:
+        self.stream = stream
+        self.conn: ConnId = 0
+        # The queue is bounded in bytes by the core's SendQ accounting; a
+        # bound in items on top would only be a second, arbitrary limit.
+        self.outbox, self.outbox_reader = anyio.create_memory_object_stream[bytes](math.inf)
+        self.reading = anyio.CancelScope()
+        self.writing = anyio.CancelScope()
+        self.farewell = b""
+
+    def deliver(self, data: bytes) -> None:
+        self.outbox.send_nowait(data)  # Never waits for the client.
+
+    def close(self, farewell: bytes, flush: bool) -> None:
+        self.reading.cancel()
+        if flush:
+            if farewell:
+                self.outbox.send_nowait(farewell)
+            self.writing.deadline = anyio.current_time() + CLOSE_GRACE
+        else:
+            self.farewell = farewell
+            self.writing.cancel()
+        self.outbox.close()  # The writer stops once the queue is empty.
+
+
+async def read_loop(connection: ChatConnection, hub: ChatHub) -> None:
+    with connection.reading:
+        try:
+            while True:
+                data = await connection.stream.receive(READ_SIZE)
+                hub.receive(connection.conn, data)
+        except anyio.EndOfStream:
+            pass
+        except anyio.BrokenResourceError:
+            log.debug("connection %d reset by peer", connection.conn)
+        hub.lost(connection.conn)
+
+
+async def write_loop(connection: ChatConnection, hub: ChatHub) -> None:
+    sending = False
+    with connection.writing, connection.outbox_reader:
+        try:
+            async for first in connection.outbox_reader:
+                chunk = take_pending(first, connection.outbox_reader)
+                sending = True
+                # Waits until the bytes have left, on both backends; only this
+                # task waits, because every broadcast just queued and moved on.
+                await connection.stream.send(chunk)
+                sending = False
+                hub.sent(connection.conn, len(chunk))
+        except anyio.BrokenResourceError:
+            hub.lost(connection.conn)
+            return
+    # Closed for SendQ: on the trio backend a cancelled send() may have sent
+    # part of a line, so the farewell goes out only if nothing was in flight.
+    if connection.farewell and not sending:
+        with anyio.move_on_after(CLOSE_GRACE):
+            await connection.stream.send(connection.farewell)
+
+
+def take_pending(first: bytes, outbox_reader: MemoryObjectReceiveStream[bytes]) -> bytes:
+    """Join ``first`` with everything already queued behind it: one send for many lines."""
+    chunks = [first]
+    while True:
+        try:
+            chunks.append(outbox_reader.receive_nowait())
+        except (anyio.WouldBlock, anyio.EndOfStream):
+            return b"".join(chunks)

@@ -1,0 +1,69 @@
+"""Listening, signals and shutdown with anyio."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from functools import partial
+from typing import Any
+
+import anyio
+from anyio.abc import SocketAttribute, SocketStream
+
+from echochat.anyio_impl.chat import ChatService
+from echochat.anyio_impl.echo import EchoService
+from echochat.options import ServerOptions, announce_listening
+
+log = logging.getLogger(__name__)
+
+
+def run(options: ServerOptions, backend: str) -> None:
+    anyio.run(serve, options, backend=backend)
+
+
+async def serve(options: ServerOptions) -> None:
+    service = ChatService(options) if options.service == "chat" else EchoService(options)
+    # Every connection's task lives in this task group, so leaving it waits
+    # for all of them: no connection outlives the server.
+    async with anyio.create_task_group() as handlers:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            listener = await anyio.create_tcp_listener(
+                local_host=options.host, local_port=options.port
+            )
+            async with listener, anyio.create_task_group() as accepting:
+                announce_listening(listener.extra(SocketAttribute.local_address))  # type: ignore[arg-type]
+                accepting.start_soon(listener.serve, partial(handle_connection, service), handlers)
+                async for signum in signals:
+                    log.info("%s: shutting down", signal.Signals(signum).name)
+                    break
+                accepting.cancel_scope.cancel()  # Stop accepting; connections go on.
+        service.shutdown()
+
+
+async def handle_connection(service: ChatService | EchoService, stream: SocketStream) -> None:
+    """One connection's task; unlike trio's serve_tcp, anyio's serve() leaves closing to us."""
+    pause_reading_until_received(stream)
+    try:
+        async with stream:
+            await service.handle_client(stream)
+    except Exception:
+        # Without this, one connection's bug would crash the whole server.
+        log.exception("connection failed")
+
+
+def pause_reading_until_received(stream: SocketStream) -> None:
+    """Restore backpressure on sockets accepted by anyio's asyncio backend (anyio <= 4.16).
+
+    That backend stops reading a socket only at the end of a ``receive()``
+    that had to wait, and ``connect_tcp()`` pauses the streams it creates, but
+    ``TCPSocketListener.accept()`` does not. Bytes that arrive before the
+    first ``receive()`` start a read loop that nothing pauses while the
+    handler is busy sending, so a client that writes without reading grows
+    the server without bound (docs/protocol.md, tests/test_echo.py). Pausing
+    here, as ``connect_tcp()`` does, fixes it; ``receive()`` resumes reading
+    whenever it waits. ``_transport`` is private: on the trio backend, or if
+    anyio changes it, there is nothing to pause and this does nothing.
+    """
+    transport: Any = getattr(stream, "_transport", None)
+    if transport is not None:
+        transport.pause_reading()

@@ -1,0 +1,1 @@
+"""echochat on asyncio Streams: ``start_server``, ``StreamWriter.write()`` + ``drain()``, queues."""

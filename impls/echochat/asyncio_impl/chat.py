@@ -1,0 +1,106 @@
+"""The chat service on asyncio Streams: a reader task and a writer task per client."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from echochat.core import CLOSE_GRACE, READ_SIZE, ConnId
+from echochat.hub import ChatHub
+from echochat.options import ServerOptions, new_chat_core
+
+log = logging.getLogger(__name__)
+
+
+class ChatService:
+    def __init__(self, options: ServerOptions) -> None:
+        self.hub = ChatHub(new_chat_core(options.limits))
+
+    async def handle_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        peer = writer.get_extra_info("peername")
+        if peer is None:
+            return  # Gone before we got to it.
+        connection = ChatConnection(writer)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                connection.reading = tasks.create_task(read_loop(reader, connection, self.hub))
+                connection.writing = tasks.create_task(write_loop(connection, self.hub))
+                connection.conn = self.hub.attach(connection, peer[0])
+        finally:
+            # If a task failed, the core must still forget the client (else a no-op).
+            self.hub.lost(connection.conn)
+
+    def shutdown(self) -> None:
+        self.hub.shutdown()
+
+
+class ChatConnection:
+    """One client as the hub sees it: an outbound queue, and its two tasks to stop."""
+
+    reading: asyncio.Task[None]
+    writing: asyncio.Task[None]
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.conn: ConnId = 0
+        # The queue is bounded in bytes by the core's SendQ accounting; a
+        # bound in items on top would only be a second, arbitrary limit.
+        # None marks its end (Queue.shutdown() needs Python 3.13).
+        self.outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    def deliver(self, data: bytes) -> None:
+        self.outbox.put_nowait(data)  # Never waits for the client.
+
+    def close(self, farewell: bytes, flush: bool) -> None:
+        self.reading.cancel()
+        if flush:
+            if farewell:
+                self.outbox.put_nowait(farewell)
+            self.outbox.put_nowait(None)  # The writer stops once the queue is empty.
+            asyncio.get_running_loop().call_later(CLOSE_GRACE, self.writing.cancel)
+        else:
+            self.writing.cancel()
+            # Closed for SendQ. write() hands whole chunks to the transport and
+            # a cancelled drain() takes none back, so unlike trio's send_all no
+            # line is ever cut: the farewell can always follow, without waiting.
+            self.writer.write(farewell)
+
+
+async def read_loop(reader: asyncio.StreamReader, connection: ChatConnection, hub: ChatHub) -> None:
+    try:
+        # read(), not readline(): on an over-long line readline() clears its
+        # buffer and returns the tail as a new line; the core frames instead.
+        while data := await reader.read(READ_SIZE):
+            hub.receive(connection.conn, data)
+    except ConnectionError:
+        log.debug("connection %d reset by peer", connection.conn)
+    hub.lost(connection.conn)
+
+
+async def write_loop(connection: ChatConnection, hub: ChatHub) -> None:
+    writer = connection.writer
+    try:
+        while (first := await connection.outbox.get()) is not None:
+            chunk = take_pending(first, connection.outbox)
+            writer.write(chunk)  # Never blocks: what the socket does not take is buffered.
+            # Waits only while that buffer is above its high-water mark
+            # (64 KiB); it is also where a reset surfaces. Only this task
+            # waits, because every broadcast just queued and moved on.
+            await writer.drain()
+            hub.sent(connection.conn, len(chunk))
+    except ConnectionError:
+        hub.lost(connection.conn)
+
+
+def take_pending(first: bytes, outbox: asyncio.Queue[bytes | None]) -> bytes:
+    """Join ``first`` with everything already queued behind it: one write for many lines."""
+    chunks = [first]
+    while not outbox.empty():
+        chunk = outbox.get_nowait()
+        if chunk is None:
+            outbox.put_nowait(None)  # The end mark is always last: leave it for the loop.
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)

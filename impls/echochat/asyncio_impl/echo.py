@@ -1,0 +1,48 @@
+"""The echo service on asyncio Streams."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from echochat.core import READ_SIZE, EchoServer
+from echochat.options import ServerOptions
+
+log = logging.getLogger(__name__)
+
+
+class EchoService:
+    def __init__(self, options: ServerOptions) -> None:
+        self.core = EchoServer(options.limits)
+        self.connections: set[asyncio.StreamWriter] = set()
+
+    async def handle_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        if not self.core.connect():
+            return
+        self.connections.add(writer)
+        try:
+            await echo_loop(reader, writer)
+        finally:
+            self.connections.discard(writer)
+            self.core.disconnect()
+
+    def shutdown(self) -> None:
+        self.core.shutdown()
+        for writer in self.connections:
+            # abort(), not close(): close() would wait for a client that does
+            # not read to take the buffered bytes. The handler then sees EOF.
+            writer.transport.abort()
+
+
+async def echo_loop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while chunk := await reader.read(READ_SIZE):
+            writer.write(chunk)  # Never blocks: what the socket does not take is buffered.
+            # Without drain() that buffer grows as fast as the client sends.
+            # drain() waits while it is above the high-water mark (64 KiB), so
+            # we stop reading and the StreamReader pauses the socket.
+            await writer.drain()
+    except ConnectionError:
+        log.debug("echo connection reset by peer")
