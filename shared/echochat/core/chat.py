@@ -335,14 +335,16 @@ class ChatServer:
     def _cmd_cap(self, client: Client, params: list[str]) -> None:
         self._need(params, 1, "CAP")
         subcommand = params[0].upper()
+        # Unregistered clients are addressed as * even once they sent NICK (PROTOCOL.md).
+        who = client.name if client.registered else "*"
         if subcommand in ("LS", "LIST"):
             # We offer no capabilities; the empty list still completes negotiation.
             client.negotiating_caps = subcommand == "LS" and not client.registered
-            self._server_reply(client, "CAP", [client.name, subcommand], "")
+            self._server_reply(client, "CAP", [who, subcommand], "")
         elif subcommand == "REQ":
             client.negotiating_caps = not client.registered
             requested = params[1] if len(params) > 1 else ""
-            self._server_reply(client, "CAP", [client.name, "NAK"], requested)
+            self._server_reply(client, "CAP", [who, "NAK"], requested)
         elif subcommand == "END":
             client.negotiating_caps = False
             self._try_register(client)

@@ -1,0 +1,99 @@
+"""A small blocking IRC client for the tests: send lines, expect replies, synchronise with PING."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import socket
+
+_tokens = itertools.count(1)
+
+
+class ConnectionClosed(AssertionError):
+    """The server closed the connection while a line was expected."""
+
+
+class IrcClient:
+    def __init__(self, port: int, timeout: float = 10.0, rcvbuf: int | None = None) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:
+            # Set before connecting, so the TCP window is small from the start.
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.settimeout(timeout)
+        self.sock.connect(("127.0.0.1", port))
+        self.buffer = b""
+        self.nick = "*"
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send(self, *lines: str) -> None:
+        self.sock.sendall("".join(f"{line}\r\n" for line in lines).encode())
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def read_line(self) -> str:
+        while b"\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionClosed(f"EOF; unread: {self.buffer!r}")
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        assert line.endswith(b"\r"), f"line not ended by CR LF: {line!r}"
+        return line[:-1].decode()
+
+    def expect(self, pattern: str) -> re.Match[str]:
+        """The next line must match ``pattern`` (a regex, anchored at both ends)."""
+        line = self.read_line()
+        match = re.fullmatch(pattern, line)
+        assert match is not None, f"expected {pattern!r}, got {line!r}"
+        return match
+
+    def read_until(self, pattern: str) -> list[str]:
+        """Lines up to and including the first that matches ``pattern``."""
+        lines = []
+        while True:
+            lines.append(self.read_line())
+            if re.fullmatch(pattern, lines[-1]):
+                return lines
+
+    def sync(self) -> list[str]:
+        """Everything the server sent before answering a PING: PONGs come in order."""
+        token = f"sync{next(_tokens)}"
+        self.send(f"PING {token}")
+        return self.read_until(rf":\S+ PONG \S+ :{token}")[:-1]
+
+    def expect_eof(self) -> list[str]:
+        """Read to the end of the stream; return the lines seen on the way."""
+        lines = []
+        while True:
+            try:
+                lines.append(self.read_line())
+            except ConnectionClosed:
+                return lines
+            except ConnectionResetError:
+                return lines
+
+    def register(self, nick: str, user: str = "u", realname: str = "Test User") -> list[str]:
+        self.send(f"NICK {nick}", f"USER {user} 0 * :{realname}")
+        lines = self.read_until(rf":\S+ 422 {re.escape(nick)} :MOTD File is missing")
+        self.nick = nick
+        return lines
+
+    def join(self, channel: str) -> list[str]:
+        self.send(f"JOIN {channel}")
+        return self.read_until(rf":\S+ 366 {re.escape(self.nick)} \S+ :End of /NAMES list")
+
+
+_nicks = itertools.count(1)
+
+
+def unique_nick(stem: str = "n") -> str:
+    """A nick no other test uses, so tests can share one server."""
+    return f"{stem}{next(_nicks)}"
+
+
+def unique_channel(stem: str = "#c") -> str:
+    return f"{stem}{next(_nicks)}"

@@ -1,0 +1,96 @@
+"""Real echochat servers in subprocesses, on 127.0.0.1 with an ephemeral port."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from types import TracebackType
+
+import psutil
+
+IMPLS = ["asyncio", "trio", "anyio-asyncio", "anyio-trio"]
+
+# Lines a clean server never writes to stderr: crashes, asyncio's complaints
+# about tasks and callbacks, and warnings of any kind.
+_TROUBLE = re.compile(
+    r"Traceback|never retrieved|Exception in callback|Unhandled exception|Warning|"
+    r"ERROR|CRITICAL|socket\.send\(\) raised"
+)
+
+
+class ServerProcess:
+    """``echochat serve`` in a subprocess; knows its port and checks how it ends."""
+
+    def __init__(self, impl: str, service: str, *options: str) -> None:
+        self.impl = impl
+        self.stderr = tempfile.TemporaryFile()  # A file, so a chatty server never blocks on a pipe.
+        command = [sys.executable, "-m", "echochat", "serve", "--impl", impl]
+        command += ["--service", service, "--host", "127.0.0.1", "--port", "0", *options]
+        # -X dev would turn on asyncio debug noise; instead ask for every warning.
+        env = {**os.environ, "PYTHONWARNINGS": "default"}
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=self.stderr, env=env, text=True
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        match = re.fullmatch(r"listening on 127\.0\.0\.1:(\d+)\n", line)
+        if match is None:
+            self.process.kill()
+            raise AssertionError(f"bad first line {line!r}; stderr: {self.read_stderr()}")
+        self.port = int(match.group(1))
+        # The contract: exactly one line on stdout, ever.
+        self.rest_of_stdout = self.process.stdout
+
+    def read_stderr(self) -> str:
+        self.stderr.seek(0)
+        return self.stderr.read().decode(errors="replace")
+
+    def rss(self) -> int:
+        return int(psutil.Process(self.process.pid).memory_info().rss)
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 5.0) -> float:
+        """Signal the server and check it exits 0, quietly, within ``timeout``; return the time."""
+        started = time.monotonic()
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(
+                f"{self.impl} did not exit within {timeout} s; stderr:\n{self.read_stderr()}"
+            ) from None
+        elapsed = time.monotonic() - started
+        stdout_rest = self.rest_of_stdout.read()
+        self.rest_of_stdout.close()
+        stderr = self.read_stderr()
+        self.stderr.close()
+        assert code == 0, f"{self.impl} exited with {code}; stderr:\n{stderr}"
+        assert not _TROUBLE.search(stderr), f"{self.impl} stderr has trouble:\n{stderr}"
+        assert stdout_rest == "", f"{self.impl} wrote more to stdout: {stdout_rest!r}"
+        return elapsed
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.stop()
+        else:
+            self.kill()
