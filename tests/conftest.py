@@ -40,15 +40,27 @@ def start_server(impl: str) -> Iterator[Callable[..., ServerProcess]]:
 
 
 @pytest.fixture
-def connect(chat_server: ServerProcess) -> Iterator[Callable[..., IrcClient]]:
-    """Open clients to the shared chat server; all closed at the end of the test."""
+def open_client() -> Iterator[Callable[..., IrcClient]]:
+    """Open IRC clients to any port: ``open_client(port, rcvbuf=...)``; all closed at the end."""
     clients: list[IrcClient] = []
 
-    def open_client(**kwargs: float | int) -> IrcClient:
-        client = IrcClient(chat_server.port, **kwargs)  # type: ignore[arg-type]
+    def open_one(port: int, **options: int) -> IrcClient:
+        client = IrcClient(port, **options)  # type: ignore[arg-type]
         clients.append(client)
         return client
 
-    yield open_client
+    yield open_one
     for client in clients:
         client.close()
+
+
+@pytest.fixture
+def connect(
+    chat_server: ServerProcess, open_client: Callable[..., IrcClient]
+) -> Callable[..., IrcClient]:
+    """Open clients to the shared chat server; all closed at the end of the test."""
+
+    def open_to_shared_server(**options: int) -> IrcClient:
+        return open_client(chat_server.port, **options)
+
+    return open_to_shared_server

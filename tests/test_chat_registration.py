@@ -14,7 +14,9 @@ def test_registration_nick_then_user(connect: Connect) -> None:
     client = connect()
     nick = unique_nick()
     client.send(f"NICK {nick}", "USER alice 0 * :Alice Liddell")
-    client.expect(rf":{SERVER} 001 {nick} :Welcome to the echochat IRC network {nick}!alice@127\.0\.0\.1")
+    client.expect(
+        rf":{SERVER} 001 {nick} :Welcome to the echochat IRC network {nick}!alice@127\.0\.0\.1"
+    )
     client.expect(rf":{SERVER} 002 {nick} :Your host is {SERVER}, running version echochat-\S+")
     client.expect(rf":{SERVER} 003 {nick} :This server was created .+")
     client.expect(rf":{SERVER} 004 {nick} {SERVER} echochat-\S+ i n")
@@ -28,7 +30,9 @@ def test_registration_user_then_nick(connect: Connect) -> None:
     client = connect()
     nick = unique_nick()
     client.send("USER bob 0 * :Bob", f"NICK {nick}")
-    client.expect(rf":{SERVER} 001 {nick} :Welcome to the echochat IRC network {nick}!bob@127\.0\.0\.1")
+    client.expect(
+        rf":{SERVER} 001 {nick} :Welcome to the echochat IRC network {nick}!bob@127\.0\.0\.1"
+    )
     assert client.read_until(rf":{SERVER} 422 {nick} .*")[-1].endswith("MOTD File is missing")
 
 
