@@ -1,0 +1,110 @@
+"""The echo service, against every implementation: exact bytes, half-close, backpressure."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from servers import ServerProcess
+
+Start = Callable[..., ServerProcess]
+MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def echo_server(impl: str) -> Iterator[ServerProcess]:
+    with ServerProcess(impl, "echo") as server:
+        yield server
+
+
+def connect(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def receive_exactly(sock: socket.socket, size: int) -> bytes:
+    chunks, received = [], 0
+    while received < size:
+        chunk = sock.recv(min(size - received, MiB))
+        assert chunk, f"EOF after {received} of {size} bytes"
+        chunks.append(chunk)
+        received += len(chunk)
+    return b"".join(chunks)
+
+
+def test_megabyte_of_random_bytes_comes_back_exactly(echo_server: ServerProcess) -> None:
+    payload = os.urandom(MiB)
+    with connect(echo_server.port) as sock:
+        # Send from a thread while reading here: the server only reads as fast
+        # as we read (backpressure), so sending it all first could deadlock.
+        sender = threading.Thread(target=sock.sendall, args=(payload,))
+        sender.start()
+        echoed = receive_exactly(sock, len(payload))
+        sender.join()
+    assert echoed == payload
+
+
+def test_half_close_gets_everything_then_eof(echo_server: ServerProcess) -> None:
+    payload = os.urandom(100_000)
+    with connect(echo_server.port) as sock:
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)
+        echoed = receive_exactly(sock, len(payload))
+        assert sock.recv(1) == b"", "the server should close after echoing everything"
+    assert echoed == payload
+
+
+def test_many_small_messages_in_order(echo_server: ServerProcess) -> None:
+    with connect(echo_server.port) as sock:
+        for i in range(200):
+            message = f"message {i}\n".encode()
+            sock.sendall(message)
+            assert receive_exactly(sock, len(message)) == message
+
+
+def test_client_that_never_reads_cannot_grow_the_server(start_server: Start) -> None:
+    server = start_server("echo")
+    with connect(server.port) as warm:  # Let the server allocate what it needs once.
+        warm.sendall(b"w" * 65536)
+        receive_exactly(warm, 65536)
+    baseline = server.rss()
+    block = bytes(range(256)) * 4096  # 1 MiB with a pattern, to check the echo afterwards
+    with connect(server.port) as sock:
+        sock.settimeout(1.0)  # Sending stalled this long = the server stopped reading.
+        sent, deadline = 0, time.monotonic() + 30
+        try:
+            while sent < 200 * MiB and time.monotonic() < deadline:
+                sent += sock.send(memoryview(block)[sent % MiB :])
+        except TimeoutError:
+            pass
+        grown = server.rss() - baseline
+        print(
+            f"{server.impl}: sent {sent / MiB:.1f} MiB before the server stopped reading; "
+            f"RSS {baseline / MiB:.1f} MiB + {grown / MiB:.1f} MiB"
+        )
+        # Backpressure: the server stopped reading long before 200 MB...
+        assert sent < 64 * MiB
+        # ...and its memory for this connection stayed a small multiple of 64 KiB.
+        assert grown < 4 * MiB
+        # Nothing was lost on the way: everything sent comes back, in order.
+        sock.settimeout(10)
+        echoed = receive_exactly(sock, sent)
+        assert echoed == (block * (sent // MiB + 1))[:sent]
+
+
+def test_max_clients_closes_extra_connections(start_server: Start) -> None:
+    server = start_server("echo", "--max-clients", "2")
+    with connect(server.port) as first, connect(server.port) as second:
+        for sock in (first, second):
+            sock.sendall(b"ping")
+            assert receive_exactly(sock, 4) == b"ping"
+        with connect(server.port) as extra:
+            assert extra.recv(1) == b"", "a third connection should be closed at once"
+        first.sendall(b"still")
+        assert receive_exactly(first, 5) == b"still"

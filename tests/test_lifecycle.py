@@ -1,0 +1,60 @@
+"""Graceful shutdown on SIGTERM and SIGINT with clients connected, for every implementation."""
+
+from __future__ import annotations
+
+import resource
+import signal
+from collections.abc import Callable
+
+import pytest
+
+from irc import IrcClient, unique_channel, unique_nick
+from servers import ServerProcess
+
+Start = Callable[..., ServerProcess]
+Open = Callable[..., IrcClient]
+IDLE_CLIENTS = 1000
+
+
+@pytest.fixture(autouse=True)
+def enough_file_descriptors() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = IDLE_CLIENTS + 200
+    if soft < wanted and (hard == resource.RLIM_INFINITY or hard >= wanted):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_says_goodbye_to_every_client_and_exits_cleanly(
+    start_server: Start, open_client: Open, signum: signal.Signals
+) -> None:
+    server = start_server("chat")
+    channel = unique_channel()
+    talkers = [open_client(server.port) for _ in range(2)]
+    for client in talkers:
+        client.register(unique_nick())
+        client.join(channel)
+    idle = [open_client(server.port) for _ in range(IDLE_CLIENTS)]
+    # Every idle connection has been accepted once the server answers after them.
+    assert talkers[0].sync()[-1].endswith(f"JOIN {channel}")
+    assert idle[-1].sync() == []
+    elapsed = server.stop(signum)  # Asserts exit 0 and a clean stderr.
+    assert elapsed < 5.0
+    for client in talkers + idle:
+        lines = client.expect_eof()
+        assert lines[-1:] == ["ERROR :Server shutting down"], lines
+
+
+def test_signal_while_a_client_is_not_reading(start_server: Start, open_client: Open) -> None:
+    server = start_server("chat")
+    channel = unique_channel()
+    stalled = open_client(server.port, rcvbuf=4096)
+    stalled.register(unique_nick())
+    stalled.join(channel)
+    sender = open_client(server.port)
+    sender.register(unique_nick())
+    sender.join(channel)
+    sender.send(*(f"PRIVMSG {channel} :{i} {'z' * 200}" for i in range(400)))
+    sender.sync()
+    # The stalled client's queue cannot be flushed; the server must not wait for it.
+    assert server.stop(signal.SIGTERM) < 5.0
