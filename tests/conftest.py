@@ -45,7 +45,7 @@ def open_client() -> Iterator[Callable[..., IrcClient]]:
     clients: list[IrcClient] = []
 
     def open_one(port: int, **options: int) -> IrcClient:
-        client = IrcClient(port, **options)  # type: ignore[arg-type]
+        client = IrcClient(port, **options)
         clients.append(client)
         return client
 

@@ -9,7 +9,7 @@ import socket
 _tokens = itertools.count(1)
 
 
-class ConnectionClosed(AssertionError):
+class ConnectionClosedError(AssertionError):
     """The server closed the connection while a line was expected."""
 
 
@@ -38,7 +38,7 @@ class IrcClient:
         while b"\n" not in self.buffer:
             chunk = self.sock.recv(65536)
             if not chunk:
-                raise ConnectionClosed(f"EOF; unread: {self.buffer!r}")
+                raise ConnectionClosedError(f"EOF; unread: {self.buffer!r}")
             self.buffer += chunk
         line, _, self.buffer = self.buffer.partition(b"\n")
         assert line.endswith(b"\r"), f"line not ended by CR LF: {line!r}"
@@ -71,7 +71,7 @@ class IrcClient:
         while True:
             try:
                 lines.append(self.read_line())
-            except ConnectionClosed:
+            except ConnectionClosedError:
                 return lines
             except ConnectionResetError:
                 return lines

@@ -28,7 +28,8 @@ class ServerProcess:
 
     def __init__(self, impl: str, service: str, *options: str) -> None:
         self.impl = impl
-        self.stderr = tempfile.TemporaryFile()  # A file, so a chatty server never blocks on a pipe.
+        # A file, so a chatty server never blocks on a pipe; closed by stop().
+        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115
         command = [sys.executable, "-m", "echochat", "serve", "--impl", impl]
         command += ["--service", service, "--host", "127.0.0.1", "--port", "0", *options]
         # -X dev would turn on asyncio debug noise; instead ask for every warning.
@@ -80,6 +81,8 @@ class ServerProcess:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        self.rest_of_stdout.close()
+        self.stderr.close()
 
     def __enter__(self) -> ServerProcess:
         return self

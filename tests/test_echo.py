@@ -5,15 +5,14 @@ from __future__ import annotations
 import os
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
+from flood import MiB, expected_echo, send_without_reading
 from servers import ServerProcess
 
 Start = Callable[..., ServerProcess]
-MiB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -74,15 +73,8 @@ def test_client_that_never_reads_cannot_grow_the_server(start_server: Start) -> 
         warm.sendall(b"w" * 65536)
         receive_exactly(warm, 65536)
     baseline = server.rss()
-    block = bytes(range(256)) * 4096  # 1 MiB with a pattern, to check the echo afterwards
     with connect(server.port) as sock:
-        sock.settimeout(1.0)  # Sending stalled this long = the server stopped reading.
-        sent, deadline = 0, time.monotonic() + 30
-        try:
-            while sent < 200 * MiB and time.monotonic() < deadline:
-                sent += sock.send(memoryview(block)[sent % MiB :])
-        except TimeoutError:
-            pass
+        sent = send_without_reading(sock, 200 * MiB)
         grown = server.rss() - baseline
         print(
             f"{server.impl}: sent {sent / MiB:.1f} MiB before the server stopped reading; "
@@ -94,8 +86,7 @@ def test_client_that_never_reads_cannot_grow_the_server(start_server: Start) -> 
         assert grown < 4 * MiB
         # Nothing was lost on the way: everything sent comes back, in order.
         sock.settimeout(10)
-        echoed = receive_exactly(sock, sent)
-        assert echoed == (block * (sent // MiB + 1))[:sent]
+        assert receive_exactly(sock, sent) == expected_echo(sent)
 
 
 def test_max_clients_closes_extra_connections(start_server: Start) -> None:

@@ -147,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run(options, **extra)
     except* OSError as group:
         # Typically the port is taken; say so in one line, not a traceback.
-        for failure in group.exceptions:
+        for failure in _leaves(group):
             print(f"echochat: cannot serve on {args.host}:{port}: {failure}", file=sys.stderr)
         failed = True
     except* KeyboardInterrupt:
@@ -157,6 +157,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     log.info("stopped")
     return 0
+
+
+def _leaves(group: BaseExceptionGroup[OSError]) -> list[BaseException]:
+    """The exceptions inside nested groups (trio's nurseries nest them)."""
+    leaves: list[BaseException] = []
+    for error in group.exceptions:
+        leaves += _leaves(error) if isinstance(error, BaseExceptionGroup) else [error]
+    return leaves
 
 
 def _allow_open_files(max_clients: int) -> None:

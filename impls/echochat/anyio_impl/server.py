@@ -31,7 +31,9 @@ async def serve(options: ServerOptions) -> None:
                 local_host=options.host, local_port=options.port
             )
             async with listener, anyio.create_task_group() as accepting:
-                announce_listening(listener.extra(SocketAttribute.local_address))  # type: ignore[arg-type]
+                address = listener.extra(SocketAttribute.local_address)
+                assert isinstance(address, tuple)  # An IP socket, not a UNIX one.
+                announce_listening(address)
                 accepting.start_soon(listener.serve, partial(handle_connection, service), handlers)
                 async for signum in signals:
                     log.info("%s: shutting down", signal.Signals(signum).name)

@@ -262,11 +262,15 @@ class ChatServer:
             raise CommandError("403", [token(name)], "No such channel")
         return channel
 
+    def _find_user(self, nick: str) -> Client | None:
+        """The registered user with this nick. An unregistered connection's nick
+        is reserved (433 for others) but it is nobody to talk to yet."""
+        user = self._nicks.get(ascii_lower(nick))
+        return user if user is not None and user.registered else None
+
     def _find_target(self, name: str) -> Client | Channel:
         found: Client | Channel | None = (
-            self._channels.get(ascii_lower(name))
-            if name.startswith("#")
-            else self._nicks.get(ascii_lower(name))
+            self._channels.get(ascii_lower(name)) if name.startswith("#") else self._find_user(name)
         )
         if found is None:
             raise CommandError("401", [token(name)], "No such nick/channel")
@@ -522,7 +526,7 @@ class ChatServer:
     def _cmd_whois(self, client: Client, params: list[str]) -> None:
         self._need(params, 1, "WHOIS")
         nick = params[-1]  # WHOIS [<server>] <nick>
-        user = self._nicks.get(ascii_lower(nick))
+        user = self._find_user(nick)
         if user is None:
             self._numeric(client, "401", [token(nick)], "No such nick/channel")
         else:
@@ -532,7 +536,7 @@ class ChatServer:
     def _cmd_who(self, client: Client, params: list[str]) -> None:
         mask = params[0] if params else "*"
         channel = self._channels.get(ascii_lower(mask))
-        found = self._nicks.get(ascii_lower(mask))
+        found = self._find_user(mask)
         members = list(channel.members.values()) if channel else [found] if found else []
         where = channel.name if channel else "*"
         server = self.limits.server_name

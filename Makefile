@@ -1,0 +1,43 @@
+# echochat: `make run` serves chat on 127.0.0.1:6667, `make test` checks everything.
+# Both create the virtual environment first if it is missing or out of date.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+IMPL ?= asyncio
+PORT ?= 6667
+
+.PHONY: run test lint typecheck imports pytest clean
+
+$(BIN)/echochat: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "echochat needs Python >= 3.11; set PYTHON=python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --editable '.[dev]'
+	@touch $@
+
+run: $(BIN)/echochat
+	@echo "Chat server ($(IMPL)) on 127.0.0.1:$(PORT); stop it with Ctrl-C. Connect with:"
+	@echo "  irssi -c 127.0.0.1 -p $(PORT) -n yournick        then /join #echochat"
+	@echo "  weechat, then: /server add echochat 127.0.0.1/$(PORT) -notls; /connect echochat"
+	@echo "  nc -C 127.0.0.1 $(PORT)   then type: NICK you / USER you 0 * :You / JOIN #echochat"
+	@echo "Other implementations: make run IMPL=trio (or anyio-asyncio, anyio-trio)"
+	$(BIN)/echochat serve --impl $(IMPL) --service chat --host 127.0.0.1 --port $(PORT)
+
+test: lint typecheck imports pytest
+
+lint: $(BIN)/echochat
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(BIN)/echochat
+	$(BIN)/mypy
+
+imports: $(BIN)/echochat
+	$(BIN)/lint-imports
+
+pytest: $(BIN)/echochat
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache

@@ -1,0 +1,155 @@
+"""Helpers for the pure tests of the sans-I/O core: an in-memory harness around ``ChatServer``.
+
+The harness plays the adapter: it connects clients, feeds bytes, records what
+each connection was sent and how it was closed, and reports sent bytes back
+with ``data_sent`` as a client that reads everything would, unless a client
+is marked as stalled. It checks the output contract of PROTOCOL.md on every
+effect (CR LF endings, ``max_line``, UTF-8, nothing after a Close), so every
+test that uses it checks those too.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from echochat.core import ChatServer, Close, ConnId, Effect, Limits, Send
+
+SERVER = "echochat.local"
+HOST = "127.0.0.1"
+CREATED = "Mon Jan 1 2024"
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def fold(name: str) -> str:
+    """ASCII case folding, as ``CASEMAPPING=ascii`` promises."""
+    return name.translate(_ASCII_LOWER)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A server line split per the message format of PROTOCOL.md."""
+
+    prefix: str | None
+    command: str
+    params: list[str]  # middle parameters, then the trailing one if any
+    trailing: str | None
+
+    @property
+    def source_nick(self) -> str | None:
+        return None if self.prefix is None else self.prefix.split("!", 1)[0]
+
+
+def parse_line(line: str) -> Parsed:
+    """Split ``:prefix COMMAND middle... :trailing`` (no CR LF) into its parts."""
+    prefix = None
+    rest = line
+    if rest.startswith(":"):
+        prefix, _, rest = rest[1:].partition(" ")
+    trailing = None
+    if " :" in rest:
+        rest, _, trailing = rest.partition(" :")
+    words = rest.split(" ")
+    params = words[1:]
+    if trailing is not None:
+        params.append(trailing)
+    return Parsed(prefix, words[0], params, trailing)
+
+
+def check_output_line(line: bytes, max_line: int) -> str:
+    """One line the server sends: CR LF ended, within ``max_line``, UTF-8, no stray CR/LF/NUL."""
+    assert line.endswith(b"\r\n"), f"not ended by CR LF: {line!r}"
+    assert len(line) <= max_line, f"{len(line)} > max_line {max_line}: {line!r}"
+    body = line[:-2]
+    assert b"\r" not in body, f"stray CR: {line!r}"
+    assert b"\n" not in body, f"stray LF: {line!r}"
+    assert b"\0" not in body, f"NUL: {line!r}"
+    return body.decode("utf-8")  # raises if not valid UTF-8
+
+
+def split_lines(data: bytes) -> list[bytes]:
+    """Split a Send's data into lines, each keeping its CR LF."""
+    assert data.endswith(b"\n"), f"Send does not end with a whole line: {data!r}"
+    return [piece + b"\n" for piece in data.split(b"\n")[:-1]]
+
+
+class Harness:
+    """A ChatServer plus the bookkeeping of an adapter whose clients read promptly."""
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self.server = ChatServer(self.limits, created=CREATED)
+        self.lines: dict[ConnId, list[str]] = defaultdict(list)  # unread lines, no CR LF
+        self.closed: dict[ConnId, Close] = {}
+        self.stalled: set[ConnId] = set()
+        self.pending: dict[ConnId, int] = defaultdict(int)  # bytes a stalled client has not read
+        self.log: list[Effect] = []
+
+    # -- driving the core ----------------------------------------------------------
+
+    def apply(self, effects: list[Effect]) -> list[Effect]:
+        """Carry out effects as an adapter would, checking the output contract."""
+        for effect in effects:
+            assert effect.conn not in self.closed, f"effect after Close: {effect!r}"
+            self.log.append(effect)
+            if isinstance(effect, Send):
+                for line in split_lines(effect.data):
+                    self.lines[effect.conn].append(check_output_line(line, self.limits.max_line))
+                if effect.conn in self.stalled:
+                    self.pending[effect.conn] += len(effect.data)
+                else:
+                    self.server.data_sent(effect.conn, len(effect.data))
+            else:
+                if effect.farewell:
+                    check_output_line(effect.farewell, self.limits.max_line)
+                self.closed[effect.conn] = effect
+        return effects
+
+    def connect(self, host: str = HOST) -> ConnId:
+        conn, effects = self.server.connect(host)
+        self.apply(effects)
+        return conn
+
+    def feed(self, conn: ConnId, data: bytes) -> list[Effect]:
+        return self.apply(self.server.receive_data(conn, data))
+
+    def send(self, conn: ConnId, *lines: str) -> list[Effect]:
+        return self.feed(conn, "".join(f"{line}\r\n" for line in lines).encode())
+
+    def lose(self, conn: ConnId) -> list[Effect]:
+        return self.apply(self.server.connection_lost(conn))
+
+    def shutdown(self) -> list[Effect]:
+        return self.apply(self.server.shutdown())
+
+    def stall(self, conn: ConnId) -> None:
+        self.stalled.add(conn)
+
+    # -- reading what clients got --------------------------------------------------
+
+    def take(self, conn: ConnId) -> list[str]:
+        """Lines received by ``conn`` since the last take, without CR LF."""
+        return self.lines.pop(conn, [])
+
+    def take_parsed(self, conn: ConnId) -> list[Parsed]:
+        return [parse_line(line) for line in self.take(conn)]
+
+    def register(self, nick: str, user: str | None = None, host: str = HOST) -> ConnId:
+        """Connect and register ``nick``; the welcome burst is read and checked to end in 422."""
+        conn = self.connect(host)
+        self.send(conn, f"NICK {nick}", f"USER {user or nick} 0 * :Real {nick}")
+        lines = self.take(conn)
+        assert lines, f"no welcome for {nick}"
+        assert parse_line(lines[-1]).command == "422", lines
+        return conn
+
+    def join(self, conn: ConnId, channel: str, *others: ConnId) -> None:
+        """Join ``channel`` and discard the resulting lines for ``conn`` and ``others``."""
+        self.send(conn, f"JOIN {channel}")
+        for who in (conn, *others):
+            self.take(who)
+
+
+def prefix_of(nick: str, user: str | None = None, host: str = HOST) -> str:
+    return f"{nick}!{user or nick}@{host}"

@@ -1,0 +1,191 @@
+"""Behaviours of asyncio, trio and anyio that the adapters rely on or work around.
+
+Each test pins down one claim made in a comment or in docs/protocol.md, so a
+framework release that changes it shows up here first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import psutil
+import pytest
+import trio
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from flood import MiB, send_without_reading
+
+MINIMAL_ANYIO_ECHO = Path(__file__).parent / "minimal" / "anyio_echo.py"
+
+
+def run_minimal_anyio_echo(*args: str) -> tuple[int, int]:
+    """Flood a minimal anyio echo server without reading; return (bytes sent, RSS growth)."""
+    server = subprocess.Popen(
+        [sys.executable, str(MINIMAL_ANYIO_ECHO), *args], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline().rsplit(":", 1)[1])
+        baseline = psutil.Process(server.pid).memory_info().rss
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sent = send_without_reading(sock, 200 * MiB)
+            grown = psutil.Process(server.pid).memory_info().rss - baseline
+    finally:
+        server.kill()
+        server.wait()
+        assert server.stdout is not None
+        server.stdout.close()
+    return sent, grown
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(
+            ["asyncio"],
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="anyio <= 4.16, asyncio backend: TCPSocketListener.accept() leaves the "
+                "transport reading (connect_tcp() pauses it), and SocketStream.receive() pauses "
+                "only after waiting, so bytes queued before the first receive() are never "
+                "throttled; echochat works around it in anyio_impl/server.py",
+            ),
+            id="asyncio-backend",
+        ),
+        pytest.param(["asyncio", "--pause"], id="asyncio-backend-with-echochat-workaround"),
+        pytest.param(["trio"], id="trio-backend"),
+    ],
+)
+def test_minimal_anyio_echo_server_keeps_memory_bounded(args: list[str]) -> None:
+    sent, grown = run_minimal_anyio_echo(*args)
+    assert sent < 64 * MiB, f"the server kept reading: {sent / MiB:.0f} MiB accepted"
+    assert grown < 16 * MiB, f"RSS grew by {grown / MiB:.0f} MiB"
+
+
+def test_asyncio_readline_returns_the_tail_of_an_overlong_line_as_a_new_line() -> None:
+    """Why the asyncio adapter reads with read() and frames lines in the core.
+
+    StreamReader.readline() turns LimitOverrunError into ValueError and, when
+    no separator is buffered yet, clears the buffer (Lib/asyncio/streams.py,
+    StreamReader.readline): the rest of the long line later reads as a line.
+    """
+
+    async def scenario() -> bytes:
+        reader = asyncio.StreamReader(limit=16)
+        reader.feed_data(b"PRIVMSG #c :" + b"x" * 40)
+        with pytest.raises(ValueError, match="chunk exceed the limit"):
+            await reader.readline()
+        reader.feed_data(b" QUIT :injected\n")
+        return await reader.readline()
+
+    assert asyncio.run(scenario()) == b" QUIT :injected\n"
+
+
+def test_asyncio_drain_does_not_yield_below_the_high_water_mark() -> None:
+    """drain() returns at once while the transport's buffer is below 64 KiB (gh-75279).
+
+    So a write()+drain() loop to a fast reader can starve other tasks.
+    """
+
+    async def scenario() -> int:
+        other_task_ran = 0
+
+        async def count() -> None:
+            nonlocal other_task_ran
+            while True:
+                other_task_ran += 1
+                await asyncio.sleep(0)
+
+        discarded = asyncio.Event()
+
+        async def discard(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while await reader.read(65536):
+                pass
+            writer.close()
+            await writer.wait_closed()
+            discarded.set()
+
+        server = await asyncio.start_server(discard, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        counter = asyncio.create_task(count())
+        await asyncio.sleep(0)  # Let the counter start: it has run once.
+        before = other_task_ran
+        for _ in range(2000):
+            writer.write(b"x" * 100)  # Well below the high-water mark each time.
+            await writer.drain()
+        during = other_task_ran - before
+        counter.cancel()
+        writer.close()
+        await writer.wait_closed()
+        await discarded.wait()
+        server.close()
+        await server.wait_closed()
+        return during
+
+    assert asyncio.run(scenario()) == 0
+
+
+def test_trio_cancelled_send_all_can_send_part_of_the_data() -> None:
+    """Why the trio and anyio adapters skip the farewell after a cancelled send.
+
+    trio's docs: if send_all is cancelled, some, all or none of the data may
+    have been sent (trio.abc.SendStream.send_all; trio#889).
+    """
+
+    async def scenario() -> tuple[int, int]:
+        left, right = socket.socketpair()
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(left))
+        payload = b"m" * (8 * MiB)
+        with trio.move_on_after(0.5):  # The peer does not read: send_all blocks.
+            await stream.send_all(payload)
+        received = 0
+        right.setblocking(False)
+        while True:
+            try:
+                chunk = right.recv(MiB)
+            except BlockingIOError:
+                break
+            received += len(chunk)
+        await stream.aclose()
+        right.close()
+        return received, len(payload)
+
+    received, total = trio.run(scenario)
+    assert 0 < received < total
+
+
+def test_concurrent_sends_raise_busy_resource_error_on_trio() -> None:
+    """Why each chat client has exactly one writer task (trio#328)."""
+
+    async def scenario() -> None:
+        left, right = trio.socket.socketpair()
+        stream = trio.SocketStream(left)
+        with pytest.RaisesGroup(trio.BusyResourceError):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(stream.send_all, b"a" * (8 * MiB))
+                nursery.start_soon(stream.send_all, b"b" * (8 * MiB))
+        await stream.aclose()
+        right.close()
+
+    trio.run(scenario)
+
+
+def test_anyio_receive_until_can_return_more_than_max_bytes() -> None:
+    """Why echochat does not frame lines with receive_until (anyio PR #1340)."""
+
+    async def scenario() -> bytes:
+        send, receive = anyio.create_memory_object_stream[bytes](1)
+        await send.send(b"A" * 1000 + b"\n")
+        buffered = BufferedByteReceiveStream(receive)
+        line = await buffered.receive_until(b"\n", max_bytes=10)
+        send.close()
+        receive.close()
+        return line
+
+    assert len(anyio.run(scenario)) == 1000
