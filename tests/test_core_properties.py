@@ -48,20 +48,33 @@ def reference_frames(data: bytes, max_line: int) -> list[FrameEvent]:
     return events
 
 
-framer_input = st.one_of(
-    st.binary(max_size=600),
-    st.lists(
-        st.sampled_from([b"\n", b"\r", b"\0", b"\r\n", b"a", b"b" * 30, b"c" * 63, b"d" * 200]),
-        max_size=40,
-    ).map(b"".join),
-)
+@st.composite
+def framer_case(draw: st.DrawFn) -> tuple[int, bytes]:
+    """A line limit, and input rich in line endings, CR, NUL and lines right at the limit."""
+    max_line = draw(st.sampled_from([64, 65, 100, 512]))
+    near_limit = [b"n" * (max_line + delta) for delta in (-3, -2, -1, 0, 1)]
+    # Whole lines of max_line - 1, max_line and max_line + 1 bytes with their ending.
+    at_limit = [
+        b"m" * (max_line - len(end) + delta) + end
+        for delta in (-1, 0, 1)
+        for end in (b"\n", b"\r\n")
+    ]
+    pieces = [b"\n", b"\r", b"\0", b"\r\n", b"a", b"b" * 30, *near_limit, *at_limit]
+    data = draw(
+        st.one_of(
+            st.binary(max_size=600),
+            st.lists(st.sampled_from(pieces), max_size=16).map(b"".join),
+        )
+    )
+    return max_line, data
 
 
 @SETTINGS
-@given(max_line=st.sampled_from([64, 65, 100, 512]), data=framer_input, draw=st.data())
+@given(case=framer_case(), draw=st.data())
 def test_framer_is_independent_of_packet_boundaries(
-    max_line: int, data: bytes, draw: st.DataObject
+    case: tuple[int, bytes], draw: st.DataObject
 ) -> None:
+    max_line, data = case
     whole = LineFramer(max_line).receive_data(data)
     assert whole == reference_frames(data, max_line)
     framer = LineFramer(max_line)

@@ -61,7 +61,7 @@ def pause_reading_until_received(stream: SocketStream) -> None:
     ``TCPSocketListener.accept()`` does not. Bytes that arrive before the
     first ``receive()`` start a read loop that nothing pauses while the
     handler is busy sending, so a client that writes without reading grows
-    the server without bound (docs/protocol.md, tests/test_echo.py). Pausing
+    the server without bound (docs/design.md, item 5). Pausing
     here, as ``connect_tcp()`` does, fixes it; ``receive()`` resumes reading
     whenever it waits. ``_transport`` is private: on the trio backend, or if
     anyio changes it, there is nothing to pause and this does nothing.
