@@ -66,7 +66,9 @@ def framer_case(draw: st.DrawFn) -> tuple[int, bytes]:
             st.lists(st.sampled_from(pieces), max_size=16).map(b"".join),
         )
     )
-    return max_line, data
+    # An unterminated last line right at the limit.
+    tail = draw(st.sampled_from([b"", *(b"t" * (max_line + d) for d in (-1, 0, 1))]))
+    return max_line, data + tail
 
 
 @SETTINGS

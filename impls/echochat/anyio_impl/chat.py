@@ -21,7 +21,10 @@ class ChatService:
         self.hub = ChatHub(new_chat_core(options.limits))
 
     async def handle_client(self, stream: SocketStream) -> None:
-        host = stream.extra(SocketAttribute.remote_address)
+        try:
+            host = stream.extra(SocketAttribute.remote_address)
+        except OSError:
+            return  # Gone before we got to it.
         connection = ChatConnection(stream)
         try:
             async with anyio.create_task_group() as tasks:
