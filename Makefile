@@ -21,7 +21,7 @@ run: $(BIN)/echochat
 	@echo "  irssi -c 127.0.0.1 -p $(PORT) -n yournick        then /join #echochat"
 	@echo "  weechat, then: /server add echochat 127.0.0.1/$(PORT) -notls; /connect echochat"
 	@echo "  nc -C 127.0.0.1 $(PORT)   then type: NICK you / USER you 0 * :You / JOIN #echochat"
-	@echo "Other implementations: make run IMPL=trio (or anyio-asyncio, anyio-trio)"
+	@echo "Implementations: make run IMPL=asyncio | trio | anyio-asyncio | anyio-trio"
 	$(BIN)/echochat serve --impl $(IMPL) --service chat --host 127.0.0.1 --port $(PORT)
 
 test: lint typecheck imports pytest

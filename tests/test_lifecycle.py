@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import resource
 import signal
+import socket
 from collections.abc import Callable
 
 import pytest
 
+from flood import MiB, send_without_reading
 from irc import IrcClient, unique_channel, unique_nick
 from servers import ServerProcess
 
@@ -58,3 +60,16 @@ def test_signal_while_a_client_is_not_reading(start_server: Start, open_client: 
     sender.sync()
     # The stalled client's queue cannot be flushed; the server must not wait for it.
     assert server.stop(signal.SIGTERM) < 5.0
+
+
+def test_echo_server_closes_every_connection_on_signal(start_server: Start) -> None:
+    server = start_server("echo")
+    with (
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) as idle,
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) as flooding,
+    ):
+        idle.sendall(b"hello")
+        assert idle.recv(5) == b"hello"  # Accepted and served.
+        send_without_reading(flooding, 64 * MiB)  # Stalled mid-echo.
+        assert server.stop(signal.SIGTERM) < 5.0
+        assert idle.recv(1) == b""  # Closed by the server.
