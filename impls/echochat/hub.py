@@ -8,9 +8,12 @@ only flips state that the connection's own tasks act on.
 
 from __future__ import annotations
 
+import logging
 from typing import Protocol
 
 from echochat.core import ChatServer, ConnId, Effect, Send
+
+log = logging.getLogger(__name__)
 
 
 class Peer(Protocol):
@@ -32,6 +35,7 @@ class ChatHub:
 
     def attach(self, peer: Peer, host: str) -> ConnId:
         conn, effects = self.core.connect(host)
+        log.debug("connection %d from %s", conn, host)
         self.peers[conn] = peer
         self._apply(effects)
         return conn
@@ -54,4 +58,5 @@ class ChatHub:
                 self.peers[effect.conn].deliver(effect.data)
             else:
                 # The core has forgotten this connection; so do we.
+                log.debug("closing connection %d: %r", effect.conn, effect.farewell)
                 self.peers.pop(effect.conn).close(effect.farewell, effect.flush)
