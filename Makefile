@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 IMPL ?= asyncio
 PORT ?= 6667
 
-.PHONY: run test lint typecheck imports pytest clean
+.PHONY: run test lint typecheck imports pytest experiments clean
 
 $(BIN)/echochat: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "echochat needs Python >= 3.11; set PYTHON=python3.11")'
@@ -38,6 +38,10 @@ imports: $(BIN)/echochat
 
 pytest: $(BIN)/echochat
 	$(BIN)/pytest
+
+# Regenerates docs/figures/*.json and *.png (under 10 minutes on 2 cores).
+experiments: $(BIN)/echochat
+	$(BIN)/echochat experiment all
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import resource
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from echochat.core import Limits, __version__
 from echochat.core.limits import (
@@ -16,15 +18,23 @@ from echochat.core.limits import (
     DEFAULT_SENDQ,
     DEFAULT_SERVER_NAME,
 )
+from echochat.experiments import DEFAULT_OUT, EXPERIMENTS, Settings
 from echochat.options import ServerOptions
 
 # --impl name -> (module, extra arguments to its run()).
-IMPLEMENTATIONS: dict[str, tuple[str, dict[str, str]]] = {
+IMPLEMENTATIONS: dict[str, tuple[str, dict[str, object]]] = {
     "asyncio": ("echochat.asyncio_impl.server", {}),
     "trio": ("echochat.trio_impl.server", {}),
     "anyio-asyncio": ("echochat.anyio_impl.server", {"backend": "asyncio"}),
     "anyio-trio": ("echochat.anyio_impl.server", {"backend": "trio"}),
 }
+# Teaching variants, there to be measured against the four above, not used.
+TEACHING_VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
+    "asyncio-nodrain": ("echochat.asyncio_impl.server", {"drain": False}),
+    "asyncio-protocol": ("echochat.asyncio_protocol_impl.server", {}),
+}
+ALL_IMPLEMENTATIONS = IMPLEMENTATIONS | TEACHING_VARIANTS
+ON_ASYNCIO_LOOP = {"asyncio", "anyio-asyncio", "asyncio-nodrain", "asyncio-protocol"}
 DEFAULT_PORTS = {"chat": 6667, "echo": 7007}
 
 log = logging.getLogger("echochat")
@@ -53,9 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--impl",
-        choices=list(IMPLEMENTATIONS),
+        choices=list(ALL_IMPLEMENTATIONS),
         default="asyncio",
-        help="the I/O framework: asyncio Streams, trio, or anyio on its asyncio or trio backend",
+        help=(
+            "the I/O framework: asyncio Streams, trio, or anyio on its asyncio or trio backend. "
+            "Teaching variants, to measure and not to use: asyncio-nodrain (asyncio Streams "
+            "with drain() left out, the common mistake) and asyncio-protocol (asyncio's "
+            "Transport/Protocol layer with pause_writing()/resume_writing())"
+        ),
+    )
+    serve.add_argument(
+        "--loop",
+        choices=["asyncio", "uvloop"],
+        default="asyncio",
+        help="event loop for the implementations that run on asyncio (uvloop: optional extra)",
     )
     serve.add_argument(
         "--service",
@@ -99,6 +120,23 @@ def build_parser() -> argparse.ArgumentParser:
         default="info",
         help="how much to log to stderr",
     )
+    experiment = commands.add_parser(
+        "experiment",
+        help="measure backpressure, memory, fairness and errors across implementations",
+        description=(
+            "Run one experiment (or all) over every relevant implementation side by side, on "
+            "127.0.0.1. Prints a table and writes NAME.json (raw figures, with the machine) "
+            "and NAME.png into --out. Progress goes to stderr."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    experiment.add_argument("name", choices=[*EXPERIMENTS, "all"], help="which experiment")
+    experiment.add_argument(
+        "--quick", action="store_true", help="a short run (seconds), as the tests do"
+    )
+    experiment.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="directory for the JSON and PNG files"
+    )
     return parser
 
 
@@ -119,6 +157,8 @@ def _non_negative(text: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "experiment":
+        return run_experiments(args.name, Settings(quick=args.quick, out=args.out))
     if args.command != "serve":
         parser.print_help(sys.stderr)
         return 2
@@ -131,15 +171,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ValueError as error:
         parser.error(str(error))
+    if args.loop == "uvloop":
+        if args.impl not in ON_ASYNCIO_LOOP:
+            parser.error(f"--loop uvloop needs an implementation on asyncio, not {args.impl}")
+        if importlib.util.find_spec("uvloop") is None:
+            parser.error("--loop uvloop needs uvloop: pip install 'echochat[uvloop]'")
     port = DEFAULT_PORTS[args.service] if args.port is None else args.port
-    options = ServerOptions(service=args.service, host=args.host, port=port, limits=limits)
+    options = ServerOptions(
+        service=args.service, host=args.host, port=port, limits=limits, loop=args.loop
+    )
     logging.basicConfig(
         stream=sys.stderr,
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     _allow_open_files(limits.max_clients)
-    module_name, extra = IMPLEMENTATIONS[args.impl]
+    module_name, extra = ALL_IMPLEMENTATIONS[args.impl]
     run: Callable[..., None] = importlib.import_module(module_name).run
     log.info("starting %s service with %s", args.service, args.impl)
     failed = False
@@ -156,6 +203,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if failed:
         return 1
     log.info("stopped")
+    return 0
+
+
+def run_experiments(name: str, settings: Settings) -> int:
+    for experiment in EXPERIMENTS if name == "all" else [name]:
+        module = importlib.import_module(EXPERIMENTS[experiment])
+        report = module.run(settings)
+        print(report.table())
+        print(f"raw figures: {report.save_json(settings.out, settings)}\n", flush=True)
     return 0
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -9,6 +11,7 @@ from typing import Literal
 from echochat.core import ChatServer, Limits
 
 Service = Literal["chat", "echo"]
+EventLoop = Literal["asyncio", "uvloop"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +20,17 @@ class ServerOptions:
     host: str
     port: int
     limits: Limits
+    # Only for the implementations that run on an asyncio event loop.
+    loop: EventLoop = "asyncio"
+
+
+def asyncio_loop_factory(loop: EventLoop) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop to run asyncio on: the standard one (None) or uvloop's."""
+    if loop == "uvloop":
+        import uvloop  # noqa: PLC0415  (an optional extra: imported only when asked for)
+
+        return uvloop.new_event_loop
+    return None
 
 
 def announce_listening(address: tuple[str, int] | tuple[str, int, int, int]) -> None:

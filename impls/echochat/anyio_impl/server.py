@@ -18,7 +18,9 @@ log = logging.getLogger(__name__)
 
 
 def run(options: ServerOptions, backend: str) -> None:
-    anyio.run(serve, options, backend=backend)
+    # The CLI allows uvloop only with the asyncio backend.
+    backend_options = {"use_uvloop": True} if options.loop == "uvloop" else None
+    anyio.run(serve, options, backend=backend, backend_options=backend_options)
 
 
 async def serve(options: ServerOptions) -> None:

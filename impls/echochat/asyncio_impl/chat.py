@@ -13,8 +13,9 @@ log = logging.getLogger(__name__)
 
 
 class ChatService:
-    def __init__(self, options: ServerOptions) -> None:
+    def __init__(self, options: ServerOptions, drain: bool) -> None:
         self.hub = ChatHub(new_chat_core(options.limits))
+        self.drain = drain
 
     async def handle_client(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -22,7 +23,7 @@ class ChatService:
         peer = writer.get_extra_info("peername")
         if peer is None:
             return  # Gone before we got to it.
-        connection = ChatConnection(writer)
+        connection = ChatConnection(writer, self.drain)
         try:
             async with asyncio.TaskGroup() as tasks:
                 connection.reading = tasks.create_task(read_loop(reader, connection, self.hub))
@@ -42,8 +43,9 @@ class ChatConnection:
     reading: asyncio.Task[None]
     writing: asyncio.Task[None]
 
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, writer: asyncio.StreamWriter, drain: bool) -> None:
         self.writer = writer
+        self.drain = drain  # False only in the asyncio-nodrain teaching variant.
         self.conn: ConnId = 0
         # The queue is bounded in bytes by the core's SendQ accounting; a
         # bound in items on top would only be a second, arbitrary limit.
@@ -88,7 +90,10 @@ async def write_loop(connection: ChatConnection, hub: ChatHub) -> None:
             # Waits only while that buffer is above its high-water mark
             # (64 KiB); it is also where a reset surfaces. Only this task
             # waits, because every broadcast just queued and moved on.
-            await writer.drain()
+            # Without it the SendQ empties at once and the transport's
+            # buffer grows instead (the asyncio-nodrain teaching variant).
+            if connection.drain:
+                await writer.drain()
             hub.sent(connection.conn, len(chunk))
     except ConnectionError:
         hub.lost(connection.conn)

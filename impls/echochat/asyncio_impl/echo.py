@@ -12,8 +12,9 @@ log = logging.getLogger(__name__)
 
 
 class EchoService:
-    def __init__(self, options: ServerOptions) -> None:
+    def __init__(self, options: ServerOptions, drain: bool) -> None:
         self.core = EchoServer(options.limits)
+        self.drain = drain
         self.connections: set[asyncio.StreamWriter] = set()
 
     async def handle_client(
@@ -23,7 +24,7 @@ class EchoService:
             return
         self.connections.add(writer)
         try:
-            await echo_loop(reader, writer)
+            await echo_loop(reader, writer, self.drain)
         finally:
             self.connections.discard(writer)
             self.core.disconnect()
@@ -36,13 +37,17 @@ class EchoService:
             writer.transport.abort()
 
 
-async def echo_loop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def echo_loop(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, drain: bool
+) -> None:
     try:
         while chunk := await reader.read(READ_SIZE):
             writer.write(chunk)  # Never blocks: what the socket does not take is buffered.
-            # Without drain() that buffer grows as fast as the client sends.
-            # drain() waits while it is above the high-water mark (64 KiB), so
-            # we stop reading and the StreamReader pauses the socket.
-            await writer.drain()
+            # Without drain() that buffer grows as fast as the client sends
+            # (the asyncio-nodrain teaching variant shows it). drain() waits
+            # while it is above the high-water mark (64 KiB), so we stop
+            # reading and the StreamReader pauses the socket.
+            if drain:
+                await writer.drain()
     except ConnectionError:
         log.debug("echo connection reset by peer")

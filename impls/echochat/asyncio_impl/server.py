@@ -9,17 +9,21 @@ import signal
 from echochat.asyncio_impl.chat import ChatService
 from echochat.asyncio_impl.echo import EchoService
 from echochat.core import CLOSE_GRACE
-from echochat.options import ServerOptions, announce_listening
+from echochat.options import ServerOptions, announce_listening, asyncio_loop_factory
 
 log = logging.getLogger(__name__)
 
 
-def run(options: ServerOptions) -> None:
-    asyncio.run(serve(options))
+def run(options: ServerOptions, drain: bool = True) -> None:
+    """``drain=False`` is the asyncio-nodrain teaching variant: never use it."""
+    with asyncio.Runner(loop_factory=asyncio_loop_factory(options.loop)) as runner:
+        runner.run(serve(options, drain))
 
 
-async def serve(options: ServerOptions) -> None:
-    service = ChatService(options) if options.service == "chat" else EchoService(options)
+async def serve(options: ServerOptions, drain: bool = True) -> None:
+    service = (
+        ChatService(options, drain) if options.service == "chat" else EchoService(options, drain)
+    )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
