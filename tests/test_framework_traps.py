@@ -189,3 +189,35 @@ def test_anyio_receive_until_can_return_more_than_max_bytes() -> None:
         return line
 
     assert len(anyio.run(scenario)) == 1000
+
+
+def test_asyncio_write_is_plain_and_the_watermarks_are_64_and_16_kib() -> None:
+    """write() returns None (there is no awrite(): cpython#78847 added it during 3.8
+    development, cpython#82423 reverted it before 3.8.0); the transport pauses the
+    protocol above 64 KiB and resumes it below 16 KiB (Lib/asyncio/transports.py,
+    _FlowControlMixin._set_write_buffer_limits)."""
+
+    async def scenario() -> tuple[object, tuple[int, int], bool]:
+        served = asyncio.Event()
+
+        async def close_at_once(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.close()
+            await writer.wait_closed()
+            served.set()
+
+        server = await asyncio.start_server(close_at_once, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        result = writer.write(b"x")
+        limits = writer.transport.get_write_buffer_limits()
+        writer.close()
+        await writer.wait_closed()
+        await served.wait()
+        server.close()
+        await server.wait_closed()
+        return result, limits, hasattr(writer, "awrite")
+
+    result, limits, has_awrite = asyncio.run(scenario())
+    assert result is None
+    assert limits == (16 * 1024, 64 * 1024)
+    assert not has_awrite
