@@ -13,7 +13,7 @@ from types import TracebackType
 
 import psutil
 
-IMPLS = ["asyncio", "trio", "anyio-asyncio", "anyio-trio"]
+IMPLS = ["asyncio", "trio", "anyio-asyncio", "anyio-trio", "asyncio-protocol"]
 
 # Lines a clean server never writes to stderr: crashes, asyncio's complaints
 # about tasks and callbacks, and warnings of any kind.

@@ -1,0 +1,143 @@
+"""The chat service on asyncio Transports and Protocols (a teaching variant): no tasks at all."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import cast
+
+from echochat.core import CLOSE_GRACE, ConnId
+from echochat.hub import ChatHub
+from echochat.options import ServerOptions, new_chat_core
+
+log = logging.getLogger(__name__)
+
+
+class ChatService:
+    def __init__(self, options: ServerOptions) -> None:
+        self.hub = ChatHub(new_chat_core(options.limits))
+        self.connections: set[ChatConnection] = set()
+
+    def protocol_factory(self) -> ChatConnection:
+        """The loop calls this for each accepted socket, then the connection's callbacks."""
+        return ChatConnection(self)
+
+    def shutdown(self) -> None:
+        self.hub.shutdown()
+
+
+class ChatConnection(asyncio.Protocol):
+    """One client as the hub sees it (a Peer) and as the loop sees it (a Protocol).
+
+    Where the Streams adapter has a reader task, the loop calls
+    ``data_received``; where it has a writer task waiting in ``drain()``,
+    ``deliver`` writes at once and the transport's ``pause_writing()`` and
+    ``resume_writing()`` say when to hold lines back instead.
+    """
+
+    transport: asyncio.Transport
+
+    def __init__(self, service: ChatService) -> None:
+        self.service = service
+        self.hub = service.hub
+        self.conn: ConnId = 0
+        # Lines held back while the transport has paused writing. The queue
+        # is bounded in bytes by the core's SendQ accounting; a bound in
+        # items on top would only be a second, arbitrary limit.
+        self.pending: deque[bytes] = deque()
+        self.writing_paused = False
+        # Bytes of the write that crossed the high-water mark: still counted
+        # in the SendQ until resume_writing(), as the Streams adapter counts
+        # a chunk until drain() returns.
+        self.unreported = 0
+        self.abort_later: asyncio.TimerHandle | None = None
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def deliver(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            # Lost; connection_lost() is on its way. Writing would only be
+            # counted, then logged ("socket.send() raised exception."), and
+            # the bytes must not fill the SendQ of a dead client.
+            self.hub.sent(self.conn, len(data))
+        elif self.writing_paused:
+            self.pending.append(data)  # Never waits for the client.
+        else:
+            self.write(data)
+
+    def close(self, farewell: bytes, flush: bool) -> None:
+        if self.transport.is_closing():
+            return  # Lost already: nothing can be sent.
+        if flush:
+            self.pending.append(farewell)
+            self.transport.write(take_pending(self.pending))
+        else:
+            # Closed for SendQ: drop the queue. The transport holds whole
+            # chunks, so unlike trio's send_all no line was cut: the
+            # farewell can always follow, without waiting.
+            self.pending.clear()
+            self.transport.write(farewell)
+        # close() stops reading and closes once the buffer has been sent; a
+        # client that does not read would hold it open, so cut it off.
+        self.transport.close()
+        loop = asyncio.get_running_loop()
+        self.abort_later = loop.call_later(CLOSE_GRACE, self.transport.abort)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A cast, not an isinstance check: uvloop's transports do not derive
+        # from asyncio.Transport, though they offer the same methods.
+        self.transport = cast(asyncio.Transport, transport)
+        self.service.connections.add(self)
+        peer = transport.get_extra_info("peername")
+        if peer is None:
+            self.transport.close()  # Gone before we got to it.
+            return
+        self.conn = self.hub.attach(self, peer[0])
+
+    def data_received(self, data: bytes) -> None:
+        # Whatever one recv() returned (the transport picks the size: 256 KiB
+        # on the standard loop, not READ_SIZE), never lines; the core frames.
+        self.hub.receive(self.conn, data)
+
+    def eof_received(self) -> None:
+        # The core closes us with a flush (or already did). Returning None
+        # lets the transport close too, which is then a no-op.
+        self.hub.lost(self.conn)
+
+    def pause_writing(self) -> None:
+        # Called from inside transport.write() once its buffer passes the
+        # high-water mark (64 KiB): hold lines back from now on.
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        # The buffer is below its low-water mark (16 KiB).
+        self.writing_paused = False
+        self.hub.sent(self.conn, self.unreported)
+        self.unreported = 0
+        if self.pending:
+            self.write(take_pending(self.pending))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            log.debug("connection %d lost: %r", self.conn, exc)
+        if self.abort_later is not None:
+            # Needed: on 3.11, abort() on a transport that closed by itself
+            # raises in a callback (the transport has dropped its loop).
+            self.abort_later.cancel()
+        self.service.connections.discard(self)
+        self.hub.lost(self.conn)  # A no-op if the core closed it already.
+        self.closed.set_result(None)
+
+    def write(self, chunk: bytes) -> None:
+        self.transport.write(chunk)  # Never blocks: what the socket does not take is buffered.
+        if self.writing_paused:
+            self.unreported = len(chunk)  # This write paused writing.
+        else:
+            self.hub.sent(self.conn, len(chunk))
+
+
+def take_pending(pending: deque[bytes]) -> bytes:
+    """Join everything held back: one write for many lines."""
+    chunk = b"".join(pending)
+    pending.clear()
+    return chunk
