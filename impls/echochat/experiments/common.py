@@ -105,13 +105,10 @@ def progress(experiment: str, text: str) -> None:
 
 
 class ServerUnderTest:
-    """``echochat serve`` in a subprocess on 127.0.0.1 with a free port."""
+    """A server in a subprocess on 127.0.0.1 that prints ``listening on HOST:PORT`` first."""
 
-    def __init__(self, impl: str, service: str, *options: str, loop: str = "asyncio") -> None:
-        self.impl = impl
-        self.label = impl if loop == "asyncio" else f"{impl}+{loop}"
-        command = [sys.executable, "-m", "echochat", "serve", "--impl", impl, "--loop", loop]
-        command += ["--service", service, "--host", "127.0.0.1", "--port", "0", *options]
+    def __init__(self, label: str, command: list[str]) -> None:
+        self.label = label
         # Logs go to a file: a pipe nobody reads could block the server.
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115  (closed by stop())
         self.process = subprocess.Popen(
@@ -125,6 +122,15 @@ class ServerUnderTest:
             raise RuntimeError(f"{self.label} did not start: {line!r}")
         self.port = int(match.group(1))
         self._ps = psutil.Process(self.process.pid)
+
+    @classmethod
+    def echochat(
+        cls, impl: str, service: str, *options: str, loop: str = "asyncio"
+    ) -> ServerUnderTest:
+        """``echochat serve`` with a free port; labelled ``impl`` or ``impl+loop``."""
+        command = [sys.executable, "-m", "echochat", "serve", "--impl", impl, "--loop", loop]
+        command += ["--service", service, "--host", "127.0.0.1", "--port", "0", *options]
+        return cls(impl if loop == "asyncio" else f"{impl}+{loop}", command)
 
     def rss(self) -> int:
         return int(self._ps.memory_info().rss)
