@@ -13,7 +13,17 @@ from types import TracebackType
 
 import psutil
 
-IMPLS = ["asyncio", "trio", "anyio-asyncio", "anyio-trio", "asyncio-protocol"]
+# The four implementations, the asyncio-protocol teaching variant, and the
+# asyncio-based ones on uvloop ("IMPL+uvloop" runs --impl IMPL --loop uvloop).
+IMPLS = [
+    "asyncio",
+    "trio",
+    "anyio-asyncio",
+    "anyio-trio",
+    "asyncio-protocol",
+    "asyncio+uvloop",
+    "anyio-asyncio+uvloop",
+]
 
 # Lines a clean server never writes to stderr: crashes, asyncio's complaints
 # about tasks and callbacks, and warnings of any kind.
@@ -30,7 +40,9 @@ class ServerProcess:
         self.impl = impl
         # A file, so a chatty server never blocks on a pipe; closed by stop().
         self.stderr = tempfile.TemporaryFile()  # noqa: SIM115
-        command = [sys.executable, "-m", "echochat", "serve", "--impl", impl]
+        name, _, loop = impl.partition("+")
+        command = [sys.executable, "-m", "echochat", "serve", "--impl", name]
+        command += ["--loop", loop or "asyncio"]
         command += ["--service", service, "--host", "127.0.0.1", "--port", "0", *options]
         # -X dev would turn on asyncio debug noise; instead ask for every warning.
         env = {**os.environ, "PYTHONWARNINGS": "default"}

@@ -114,3 +114,25 @@ def test_max_clients_refuses_extra_connections_and_frees_slots(
     again = open_client(server.port)
     again.register(unique_nick())  # The freed slot can be used.
     assert open_client(server.port).expect_eof() == ["ERROR :Closing link (Server is full)"]
+
+
+def test_sendq_overflow_in_one_burst_sends_the_farewell(
+    start_server: Start, open_client: Open
+) -> None:
+    """A burst larger than the SendQ overflows it before the writer sends a byte, so
+    no send is cut off and the farewell must arrive, on every implementation."""
+    server = start_server("chat", "--sendq", "4096")
+    channel = unique_channel()
+    victim, witness, sender = (open_client(server.port) for _ in range(3))
+    for client in (victim, witness, sender):
+        client.register(unique_nick())
+    victim.join(channel)
+    witness.join(channel)
+    victim.sync()
+    witness.sync()
+    # About 7 KiB for the victim in one packet: more than its 4 KiB SendQ.
+    sender.send(*(f"PRIVMSG {victim.nick} :{i} {'b' * 200}" for i in range(30)))
+    witness.expect(rf":{victim.nick}!u@127\.0\.0\.1 QUIT :SendQ exceeded")
+    lines = victim.expect_eof()
+    assert lines[-1:] == ["ERROR :Closing link (SendQ exceeded)"], lines
+    assert all(" PRIVMSG " in line for line in lines[:-1])  # Whole lines before it, if any.

@@ -197,3 +197,54 @@ def test_unknown_command_and_missing_parameters(connect: Connect) -> None:
             client.expect(rf":{SERVER} 461 {nick} {command} :Not enough parameters")
     client.send("USER a b c :d")
     client.expect(rf":{SERVER} 462 {nick} :You may not reregister")
+
+
+def test_numerics_address_star_until_registered(connect: Connect) -> None:
+    client = connect()
+    client.send("NICK " + unique_nick(), "JOIN #x", "CAP LIST", "CAP FOO")
+    client.expect(rf":{SERVER} 451 \* :You have not registered")
+    client.expect(rf":{SERVER} CAP \* LIST :")
+    client.expect(rf":{SERVER} 410 \* FOO :Invalid CAP command")
+
+
+def test_non_ascii_command_words_are_unknown(connect: Connect) -> None:
+    client = connect()
+    nick = unique_nick()
+    client.register(nick)
+    # str.upper() would fold "pr\u0131vmsg" (a dotless i) into PRIVMSG.
+    dotless = "pr\u0131vmsg"
+    client.send(f"{dotless} {nick} :x")
+    client.expect(rf":{SERVER} 421 {nick} {dotless} :Unknown command")
+
+
+def test_username_cannot_forge_a_prefix(connect: Connect) -> None:
+    client, other = connect(), connect()
+    nick = unique_nick()
+    client.send(f"NICK {nick}", "USER evil@host!x 0 * :Eve")
+    client.expect(
+        rf":{SERVER} 001 {nick} :Welcome to the echochat IRC network {nick}!evilhostx@127\.0\.0\.1"
+    )
+    other.register(unique_nick())
+    other.send(f"WHOIS {nick}")
+    other.expect(rf":{SERVER} 311 {other.nick} {nick} evilhostx 127\.0\.0\.1 \* :Eve")
+
+
+def test_who_lists_channel_members_and_ban_list_is_empty(connect: Connect) -> None:
+    alice, bob = connect(), connect()
+    alice.register(unique_nick(), user="al", realname="Alice A")
+    bob.register(unique_nick(), user="bo", realname="Bob B")
+    channel = "#who" + alice.nick
+    alice.join(channel)
+    bob.join(channel)
+    alice.sync()
+    alice.send(f"WHO {channel}", f"MODE {channel} b", f"WHO {bob.nick}")
+    alice.expect(
+        rf":{SERVER} 352 {alice.nick} {channel} al 127\.0\.0\.1 {SERVER} {alice.nick} H :0 Alice A"
+    )
+    alice.expect(
+        rf":{SERVER} 352 {alice.nick} {channel} bo 127\.0\.0\.1 {SERVER} {bob.nick} H :0 Bob B"
+    )
+    alice.expect(rf":{SERVER} 315 {alice.nick} {channel} :End of WHO list")
+    alice.expect(rf":{SERVER} 368 {alice.nick} {channel} :End of channel ban list")
+    alice.expect(rf":{SERVER} 352 {alice.nick} \* bo 127\.0\.0\.1 {SERVER} {bob.nick} H :0 Bob B")
+    alice.expect(rf":{SERVER} 315 {alice.nick} {bob.nick} :End of WHO list")

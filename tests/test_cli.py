@@ -45,7 +45,9 @@ def test_serve_help_explains_every_option() -> None:
                    "--max-clients", "--server-name", "--log-level"]:  # fmt: skip
         assert option in result.stdout
     for name in IMPLS:
-        assert name in result.stdout
+        impl, _, loop = name.partition("+")
+        assert impl in result.stdout
+        assert loop in result.stdout
     assert "listening on HOST:PORT" in result.stdout
     assert "(default: 512)" in result.stdout
     assert "(default: 262144)" in result.stdout
@@ -56,6 +58,7 @@ def test_bad_options_are_refused_with_a_clear_message() -> None:
         (["--port", "-1"], "must be a port from 0 to 65535"),
         (["--port", "70000"], "must be a port from 0 to 65535"),
         (["--impl", "gevent"], "invalid choice: 'gevent'"),
+        (["--impl", "trio", "--loop", "uvloop"], "needs an implementation on asyncio"),
         (["--max-line", "10"], "max_line must be at least 64 bytes"),
         (["--sendq", "100"], "must hold at least one line"),
         (["--server-name", "a b"], "not a valid IRC server name"),
@@ -68,7 +71,10 @@ def test_bad_options_are_refused_with_a_clear_message() -> None:
 
 def test_busy_port_is_reported_in_one_line(impl: str, start_server: Start) -> None:
     server = start_server("chat")
-    result = echochat("serve", "--impl", impl, "--port", str(server.port))
+    name, _, loop = impl.partition("+")
+    result = echochat(
+        "serve", "--impl", name, "--loop", loop or "asyncio", "--port", str(server.port)
+    )
     assert result.returncode == 1
     assert f"echochat: cannot serve on 127.0.0.1:{server.port}:" in result.stderr
     assert "ddress already in use" in result.stderr

@@ -47,8 +47,13 @@ def test_signal_says_goodbye_to_every_client_and_exits_cleanly(
         assert lines[-1:] == ["ERROR :Server shutting down"], lines
 
 
-def test_signal_while_a_client_is_not_reading(start_server: Start, open_client: Open) -> None:
-    server = start_server("chat")
+@pytest.mark.parametrize("signals", [1, 2], ids=["one-signal", "two-signals"])
+def test_signal_while_a_client_is_not_reading(
+    start_server: Start, open_client: Open, signals: int
+) -> None:
+    # A SendQ large enough that the stalled client is not dropped: its writer
+    # is blocked with megabytes queued when the signal comes.
+    server = start_server("chat", "--sendq", "16000000")
     channel = unique_channel()
     stalled = open_client(server.port, rcvbuf=4096)
     stalled.register(unique_nick())
@@ -56,9 +61,13 @@ def test_signal_while_a_client_is_not_reading(start_server: Start, open_client: 
     sender = open_client(server.port)
     sender.register(unique_nick())
     sender.join(channel)
-    sender.send(*(f"PRIVMSG {channel} :{i} {'z' * 200}" for i in range(400)))
+    for batch in range(40):
+        sender.send(*(f"PRIVMSG {channel} :{batch}.{i} {'z' * 200}" for i in range(500)))
     sender.sync()
-    # The stalled client's queue cannot be flushed; the server must not wait for it.
+    # The stalled client's queue cannot be flushed; the server must not wait
+    # for it beyond its grace period, and a second signal must not kill it.
+    for _ in range(signals - 1):
+        server.process.send_signal(signal.SIGTERM)
     assert server.stop(signal.SIGTERM) < 5.0
 
 

@@ -2,8 +2,8 @@
 
 The core returns effects; this carries them out by calling two methods on the
 adapter's per-connection object. It is the same for asyncio, trio and anyio,
-because neither method may wait: ``deliver`` appends to a queue and ``close``
-only flips state that the connection's own tasks act on.
+because neither method may wait: ``deliver`` appends to a queue, and
+``close`` stops the connection's tasks and at most hands a farewell to a buffer.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from contextlib import suppress
 
 import anyio
 from anyio.abc import SocketAttribute, SocketStream
@@ -82,10 +83,14 @@ async def read_loop(connection: ChatConnection, hub: ChatHub) -> None:
 
 async def write_loop(connection: ChatConnection, hub: ChatHub) -> None:
     sending = False
+    # Closing the receiving end too: anyio warns about memory streams left open.
     with connection.writing, connection.outbox_reader:
         try:
             async for first in connection.outbox_reader:
                 chunk = take_pending(first, connection.outbox_reader)
+                # A close() for SendQ may have cancelled us since the queue
+                # handed us this chunk: notice it before a byte goes out.
+                await anyio.lowlevel.checkpoint_if_cancelled()
                 sending = True
                 # Waits until the bytes have left, on both backends; only this
                 # task waits, because every broadcast just queued and moved on.
@@ -98,7 +103,10 @@ async def write_loop(connection: ChatConnection, hub: ChatHub) -> None:
     # Closed for SendQ: on the trio backend a cancelled send() may have sent
     # part of a line, so the farewell goes out only if nothing was in flight.
     if connection.farewell and not sending:
-        with anyio.move_on_after(CLOSE_GRACE):
+        with (
+            anyio.move_on_after(CLOSE_GRACE),
+            suppress(anyio.BrokenResourceError, anyio.ClosedResourceError),
+        ):
             await connection.stream.send(connection.farewell)
 
 

@@ -25,10 +25,12 @@ def run(options: ServerOptions, backend: str) -> None:
 
 async def serve(options: ServerOptions) -> None:
     service = ChatService(options) if options.service == "chat" else EchoService(options)
-    # Every connection's task lives in this task group, so leaving it waits
-    # for all of them: no connection outlives the server.
-    async with anyio.create_task_group() as handlers:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    # Signals are received until the very end, so a second one during
+    # shutdown is ignored rather than fatal.
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        # Every connection's task lives in this task group, so leaving it
+        # waits for all of them: no connection outlives the server.
+        async with anyio.create_task_group() as handlers:
             listener = await anyio.create_tcp_listener(
                 local_host=options.host, local_port=options.port
             )
@@ -41,7 +43,7 @@ async def serve(options: ServerOptions) -> None:
                     log.info("%s: shutting down", signal.Signals(signum).name)
                     break
                 accepting.cancel_scope.cancel()  # Stop accepting; connections go on.
-        service.shutdown()
+            service.shutdown()
 
 
 async def handle_connection(service: ChatService | EchoService, stream: SocketStream) -> None:

@@ -29,6 +29,8 @@ class ChatService:
                 connection.reading = tasks.create_task(read_loop(reader, connection, self.hub))
                 connection.writing = tasks.create_task(write_loop(connection, self.hub))
                 connection.conn = self.hub.attach(connection, peer[0])
+            if connection.abandon is not None:
+                connection.abandon.cancel()  # Flushed in time.
         finally:
             # If a task failed, the core must still forget the client (else a no-op).
             self.hub.lost(connection.conn)
@@ -51,6 +53,7 @@ class ChatConnection:
         # bound in items on top would only be a second, arbitrary limit.
         # None marks its end (Queue.shutdown() needs Python 3.13).
         self.outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.abandon: asyncio.TimerHandle | None = None
 
     def deliver(self, data: bytes) -> None:
         self.outbox.put_nowait(data)  # Never waits for the client.
@@ -61,13 +64,18 @@ class ChatConnection:
             if farewell:
                 self.outbox.put_nowait(farewell)
             self.outbox.put_nowait(None)  # The writer stops once the queue is empty.
-            asyncio.get_running_loop().call_later(CLOSE_GRACE, self.writing.cancel)
+            # A peer that does not take it all in time is cut off; abort()
+            # also ends a drain() that is waiting for it.
+            self.abandon = asyncio.get_running_loop().call_later(
+                CLOSE_GRACE, self.writer.transport.abort
+            )
         else:
             self.writing.cancel()
             # Closed for SendQ. write() hands whole chunks to the transport and
             # a cancelled drain() takes none back, so unlike trio's send_all no
             # line is ever cut: the farewell can always follow, without waiting.
-            self.writer.write(farewell)
+            if not self.writer.is_closing():
+                self.writer.write(farewell)
 
 
 async def read_loop(reader: asyncio.StreamReader, connection: ChatConnection, hub: ChatHub) -> None:
@@ -76,8 +84,8 @@ async def read_loop(reader: asyncio.StreamReader, connection: ChatConnection, hu
         # buffer and returns the tail as a new line; the core frames instead.
         while data := await reader.read(READ_SIZE):
             hub.receive(connection.conn, data)
-    except ConnectionError:
-        log.debug("connection %d reset by peer", connection.conn)
+    except OSError as error:  # A reset, or a timeout from the kernel.
+        log.debug("connection %d failed: %r", connection.conn, error)
     hub.lost(connection.conn)
 
 
@@ -85,18 +93,24 @@ async def write_loop(connection: ChatConnection, hub: ChatHub) -> None:
     writer = connection.writer
     try:
         while (first := await connection.outbox.get()) is not None:
+            if writer.is_closing():
+                # Reset, or cut off: asyncio would drop the bytes (and log
+                # from the 5th write on), uvloop would raise RuntimeError.
+                break
             chunk = take_pending(first, connection.outbox)
             writer.write(chunk)  # Never blocks: what the socket does not take is buffered.
-            # Waits only while that buffer is above its high-water mark
-            # (64 KiB); it is also where a reset surfaces. Only this task
+            # Waits only once that buffer has passed its high-water mark
+            # (64 KiB), until it is below the low-water mark (16 KiB); it is
+            # also where a reset surfaces. Only this task
             # waits, because every broadcast just queued and moved on.
             # Without it the SendQ empties at once and the transport's
             # buffer grows instead (the asyncio-nodrain teaching variant).
             if connection.drain:
                 await writer.drain()
             hub.sent(connection.conn, len(chunk))
-    except ConnectionError:
-        hub.lost(connection.conn)
+    except OSError:
+        pass  # Reset: the reader sees it too.
+    hub.lost(connection.conn)
 
 
 def take_pending(first: bytes, outbox: asyncio.Queue[bytes | None]) -> bytes:

@@ -42,12 +42,14 @@ async def echo_loop(
 ) -> None:
     try:
         while chunk := await reader.read(READ_SIZE):
+            if writer.is_closing():
+                break  # Aborted at shutdown: uvloop's write() would raise.
             writer.write(chunk)  # Never blocks: what the socket does not take is buffered.
             # Without drain() that buffer grows as fast as the client sends
-            # (the asyncio-nodrain teaching variant shows it). drain() waits
-            # while it is above the high-water mark (64 KiB), so we stop
-            # reading and the StreamReader pauses the socket.
+            # (the asyncio-nodrain teaching variant shows it). Once it passes
+            # the high-water mark (64 KiB), drain() waits until it is below
+            # 16 KiB, so we stop reading and the StreamReader pauses the socket.
             if drain:
                 await writer.drain()
-    except ConnectionError:
-        log.debug("echo connection reset by peer")
+    except OSError as error:  # A reset, or a timeout from the kernel.
+        log.debug("echo connection failed: %r", error)

@@ -151,6 +151,7 @@ class ServerUnderTest:
             sock.recv(65536)
 
     def stop(self) -> None:
+        """SIGTERM, then insist on a clean exit: a crash must not pass as a measurement."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -160,7 +161,13 @@ class ServerUnderTest:
                 self.process.wait()
         if self.process.stdout is not None:
             self.process.stdout.close()
+        self._stderr.seek(0)
+        stderr = self._stderr.read().decode(errors="replace")
         self._stderr.close()
+        if self.process.returncode != 0 or "Traceback" in stderr:
+            raise RuntimeError(
+                f"{self.label} exited with {self.process.returncode}; stderr:\n{stderr[-2000:]}"
+            )
 
     def __enter__(self) -> ServerUnderTest:
         return self

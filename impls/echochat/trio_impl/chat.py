@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from contextlib import suppress
 
 import trio
 
@@ -81,6 +82,9 @@ async def write_loop(connection: ChatConnection, hub: ChatHub) -> None:
         try:
             async for first in connection.outbox_reader:
                 chunk = take_pending(first, connection.outbox_reader)
+                # A close() for SendQ may have cancelled us since the queue
+                # handed us this chunk: notice it before a byte goes out.
+                await trio.lowlevel.checkpoint_if_cancelled()
                 sending = True
                 # Blocks while the client's socket buffer is full; only this
                 # task waits, because every broadcast just queued and moved on.
@@ -94,7 +98,7 @@ async def write_loop(connection: ChatConnection, hub: ChatHub) -> None:
     # a line (trio docs; trio#889), so the stream is broken and the farewell
     # goes out only if nothing was in flight.
     if connection.farewell and not sending:
-        with trio.move_on_after(CLOSE_GRACE):
+        with trio.move_on_after(CLOSE_GRACE), suppress(trio.BrokenResourceError):
             await connection.stream.send_all(connection.farewell)
 
 

@@ -21,12 +21,13 @@ def run(options: ServerOptions) -> None:
 
 async def serve(options: ServerOptions) -> None:
     service = ChatService(options) if options.service == "chat" else EchoService(options)
-    # Every connection's task lives in this nursery, so leaving it waits for
-    # all of them: no connection outlives the server.
-    async with trio.open_nursery() as handlers:
-        # trio leaves SIGTERM fatal by default (trio#134); receive both
-        # signals before announcing, so none is missed.
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    # trio leaves SIGTERM fatal by default (trio#134); receive both signals
+    # before announcing, so none is missed, and until the very end, so a
+    # second one during shutdown is ignored rather than fatal.
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        # Every connection's task lives in this nursery, so leaving it waits
+        # for all of them: no connection outlives the server.
+        async with trio.open_nursery() as handlers:
             async with trio.open_nursery() as accepting:
                 listeners = await accepting.start(
                     partial(
@@ -42,7 +43,7 @@ async def serve(options: ServerOptions) -> None:
                     log.info("%s: shutting down", signal.Signals(signum).name)
                     break
                 accepting.cancel_scope.cancel()  # Stop accepting; connections go on.
-        service.shutdown()
+            service.shutdown()
 
 
 async def handle_connection(service: ChatService | EchoService, stream: trio.SocketStream) -> None:

@@ -52,8 +52,8 @@ class Client:
 
     @property
     def name(self) -> str:
-        """How numerics address this client: its nick, or ``*`` before it has one."""
-        return self.nick or "*"
+        """How numerics address this client: its nick once registered, before that ``*``."""
+        return self.nick if self.registered and self.nick else "*"
 
     @property
     def prefix(self) -> str:
@@ -98,6 +98,9 @@ class ChatServer:
         if len(self._clients) >= self.limits.max_clients:
             farewell = self._error_line("Closing link (Server is full)")
             return conn, [Close(conn, farewell, flush=True)]
+        # An IPv6 address such as ::1 would start a trailing parameter where
+        # it stands as a middle one (WHOIS, WHO); IRC servers write 0::1.
+        host = f"0{host}" if host.startswith(":") else host
         self._clients[conn] = Client(conn, host, LineFramer(self.limits.max_line))
         return conn, []
 
@@ -339,8 +342,7 @@ class ChatServer:
     def _cmd_cap(self, client: Client, params: list[str]) -> None:
         self._need(params, 1, "CAP")
         subcommand = params[0].upper()
-        # Unregistered clients are addressed as * even once they sent NICK (PROTOCOL.md).
-        who = client.name if client.registered else "*"
+        who = client.name
         if subcommand in ("LS", "LIST"):
             # We offer no capabilities; the empty list still completes negotiation.
             client.negotiating_caps = subcommand == "LS" and not client.registered

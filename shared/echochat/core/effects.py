@@ -30,8 +30,8 @@ class Close:
 
     With ``flush`` the adapter sends everything queued, then ``farewell``,
     then closes (within ``CLOSE_GRACE``). Without ``flush`` (SendQ exceeded)
-    the queue is dropped and ``farewell`` is sent only if the socket takes
-    it at once and no send was cut off half-way.
+    the queue is dropped, and ``farewell`` follows within ``CLOSE_GRACE``
+    unless a send was cut off half-way (it would end a partial line).
     """
 
     conn: ConnId

@@ -59,7 +59,9 @@ def parse(text: str) -> Message | None:
     words = [word for word in rest.split(" ") if word]
     if not words:
         return None
-    command = words[0].upper()
+    # ASCII only: str.upper() would turn a dotless i (U+0131) into I, so
+    # "pr\u0131vmsg" would run as PRIVMSG.
+    command = words[0].upper() if words[0].isascii() else words[0]
     params = words[1:]
     if trailing is not None:
         params.append(trailing)
