@@ -10,6 +10,7 @@ import asyncio
 import socket
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -222,3 +223,63 @@ def test_asyncio_write_is_plain_and_the_watermarks_are_64_and_16_kib() -> None:
     assert result is None
     assert limits == (16 * 1024, 64 * 1024)
     assert not has_awrite
+
+
+def test_asyncio_start_server_reports_a_cancelled_handler_before_3_13() -> None:
+    """Why the asyncio adapter spawns handlers into its own TaskGroup and never cancels
+    one: start_server's done callback calls task.exception(), which raises on a
+    cancelled task ("Exception in callback" on 3.11/3.12; fixed in 3.13 by
+    cpython PR #113690). Lib/asyncio/streams.py, StreamReaderProtocol.connection_made."""
+
+    async def scenario() -> list[dict[str, object]]:
+        reported: list[dict[str, object]] = []
+        asyncio.get_running_loop().set_exception_handler(
+            lambda _, context: reported.append(context)
+        )
+        handlers: list[asyncio.Task[object]] = []
+        started = asyncio.Event()
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            handlers.append(task)
+            started.set()
+            try:
+                await reader.read()
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        _, client = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+        await started.wait()
+        handlers[0].cancel()
+        # Done callbacks run in the order they were added: start_server's first.
+        await asyncio.wait(handlers)
+        client.close()
+        await client.wait_closed()
+        server.close()
+        await server.wait_closed()
+        return reported
+
+    reported = asyncio.run(scenario())
+    assert bool(reported) == (sys.version_info < (3, 13)), reported
+
+
+def test_trio_serve_tcp_closes_the_stream_when_the_handler_returns() -> None:
+    """Why the trio adapter's handler never closes its stream (trio
+    _highlevel_serve_listeners.py, _run_handler: aclose_forcefully)."""
+
+    async def handler(_: trio.SocketStream) -> None:
+        return
+
+    async def scenario() -> bytes:
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
+            client = await trio.open_tcp_stream("127.0.0.1", listeners[0].socket.getsockname()[1])
+            with trio.fail_after(5):
+                received = await client.receive_some()
+            await client.aclose()
+            nursery.cancel_scope.cancel()
+        return received
+
+    assert trio.run(scenario) == b""  # EOF: serve_tcp closed it.
