@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 IMPL ?= asyncio
 PORT ?= 6667
 
-.PHONY: run test lint typecheck imports pytest experiments clean
+.PHONY: run test compare bench lint typecheck imports pytest experiments clean
 
 $(BIN)/echochat: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "echochat needs Python >= 3.11; set PYTHON=python3.11")'
@@ -38,6 +38,15 @@ imports: $(BIN)/echochat
 
 pytest: $(BIN)/echochat
 	$(BIN)/pytest
+
+# The comparison: the shared contract suite per implementation, then a quick
+# benchmark matrix (under 5 minutes on 2 cores); figures go to build/compare.
+compare: $(BIN)/echochat
+	$(BIN)/echochat bench compare
+
+# The full matrix; rewrites docs/figures/bench* and the table in docs/performance.md.
+bench: $(BIN)/echochat
+	$(BIN)/echochat bench matrix
 
 # Regenerates docs/figures/*.json and *.png (under 10 minutes on 2 cores).
 experiments: $(BIN)/echochat

@@ -137,6 +137,37 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help="directory for the JSON and PNG files"
     )
+    bench = commands.add_parser(
+        "bench",
+        help="benchmark the implementations side by side (make compare, make bench)",
+        description=(
+            "Load generators that run in this process, apart from the servers, against "
+            "127.0.0.1 only, bounded in time and count. 'compare' runs the shared contract "
+            "suite and a quick matrix; 'matrix' the full one."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    bench.add_argument(
+        "kind",
+        choices=["compare", "matrix", "echo", "chat", "idle"],
+        help="compare: contract suite + quick matrix; matrix: every implementation and load; "
+        "echo/chat/idle: one load against one implementation",
+    )
+    bench.add_argument("--impl", choices=list(ALL_IMPLEMENTATIONS), default="asyncio")
+    bench.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
+    bench.add_argument("--quick", action="store_true", help="matrix: the short plan")
+    bench.add_argument("--size", type=_positive, default=1024, help="echo: message bytes")
+    bench.add_argument("--concurrency", type=_positive, default=10, help="echo: connections")
+    bench.add_argument("--duration", type=float, default=3.0, help="echo: seconds per run")
+    bench.add_argument("--members", type=_positive, default=100, help="chat: channel members")
+    bench.add_argument("--clients", type=_positive, default=1000, help="idle: clients")
+    bench.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where JSON, PNG and Markdown go (default: build/compare for compare, "
+        "docs/figures for matrix, which then also updates docs/performance.md)",
+    )
     return parser
 
 
@@ -159,6 +190,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "experiment":
         return run_experiments(args.name, Settings(quick=args.quick, out=args.out))
+    if args.command == "bench":
+        from echochat.bench.command import run_bench  # noqa: PLC0415  (optional extras)
+
+        return run_bench(args)
     if args.command != "serve":
         parser.print_help(sys.stderr)
         return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import re
@@ -198,6 +199,11 @@ def save_figure(figure: Figure, out: Path, name: str) -> Path:
     path = out / f"{name}.png"
     figure.savefig(path, dpi=110)
     return path
+
+
+def quantile(ordered: list[float], q: float) -> float:
+    """Nearest rank over sorted values: a figure some sample really had, not an interpolation."""
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 def wait_until(condition: Any, timeout: float, interval: float = 0.05) -> bool:

@@ -15,7 +15,6 @@ transport buffer grows instead.
 from __future__ import annotations
 
 import contextlib
-import math
 import selectors
 import socket
 import sys
@@ -37,6 +36,7 @@ from echochat.experiments.common import (
     ServerUnderTest,
     new_figure,
     progress,
+    quantile,
     save_figure,
 )
 
@@ -330,11 +330,6 @@ def row(label: str, figures: dict[str, Any]) -> list[Any]:
         "never" if dropped is None else f"after {dropped} ({figures['dropped_at_s']:.2f} s)",
         max(growth for _, growth in figures["rss_growth_mib"]),
     ]
-
-
-def quantile(values: list[float], q: float) -> float:
-    """Nearest-rank quantile of sorted ``values``."""
-    return values[max(0, math.ceil(q * len(values)) - 1)]
 
 
 def raw(outcome: Outcome) -> dict[str, Any]:
