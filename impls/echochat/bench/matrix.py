@@ -252,7 +252,13 @@ def save(matrix: Matrix, out: Path) -> list[Path]:
     raw.write_text(json.dumps(document, indent=2) + "\n")
     summary = out / "bench-summary.md"
     summary.write_text(markdown(matrix))
-    return [raw, summary, plot_echo(matrix, out), plot_fanout(matrix, out)]
+    return [
+        raw,
+        summary,
+        plot_echo(matrix, out),
+        plot_echo_p99(matrix, out),
+        plot_fanout(matrix, out),
+    ]
 
 
 def plot_echo(matrix: Matrix, out: Path) -> Path:
@@ -281,6 +287,24 @@ def plot_echo(matrix: Matrix, out: Path) -> Path:
     axes_list[0].legend(fontsize="small")
     axes_list[-1].set_xticks(range(len(labels)), labels, rotation=30, ha="right")
     return save_figure(figure, out, "bench-echo")
+
+
+def plot_echo_p99(matrix: Matrix, out: Path) -> Path:
+    figure = new_figure("echo: p99 round trip (ms), echochat beside its minimal server", 10, 6)
+    axes_list = figure.subplots(len(matrix.plan.sizes), 1, sharex=True)
+    labels = list(dict.fromkeys(row.label for row in matrix.echo))
+    positions = range(len(labels))
+    for axes, size in zip(axes_list, matrix.plan.sizes, strict=True):
+        rows = {row.label: row for row in matrix.echo if row.size == size}
+        ours = [rows[label].p99_ms for label in labels]
+        theirs = [rows[label].minimal_p99_ms for label in labels]
+        axes.bar([p - 0.2 for p in positions], ours, 0.4, label="echochat")
+        axes.bar([p + 0.2 for p in positions], theirs, 0.4, label="minimal server")
+        axes.set_ylabel(f"{size // KiB} KiB p99 ms")
+        axes.grid(axis="y", alpha=0.3)
+    axes_list[0].legend(fontsize="small")
+    axes_list[-1].set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    return save_figure(figure, out, "bench-echo-p99")
 
 
 def plot_fanout(matrix: Matrix, out: Path) -> Path:
