@@ -83,10 +83,11 @@ def test_client_that_never_reads_cannot_grow_the_server(start_server: Start) -> 
         # Backpressure: the server stopped reading long before 200 MB...
         assert sent < 64 * MiB
         # ...and its memory for this connection stayed a small multiple of 64
-        # KiB. anyio on uvloop holds more before the paused transport takes
-        # effect (4.4 MiB here, flat over 10 s in the memory experiment; see
-        # docs/backpressure.md), still bounded.
-        assert grown < (8 * MiB if server.impl == "anyio-asyncio+uvloop" else 4 * MiB)
+        # KiB. anyio on uvloop reads more before the paused transport takes
+        # effect: usually 4.1-4.4 MiB, once 8.1 MiB with the machine busy (it
+        # tracks how much arrives per loop iteration), flat once the client
+        # stalls; without echochat's pause it is ~200 MiB (docs/design.md, item 5).
+        assert grown < (16 * MiB if server.impl == "anyio-asyncio+uvloop" else 4 * MiB)
         # Nothing was lost on the way: everything sent comes back, in order.
         sock.settimeout(10)
         assert receive_exactly(sock, sent) == expected_echo(sent)
