@@ -262,49 +262,65 @@ def save(matrix: Matrix, out: Path) -> list[Path]:
 
 
 def plot_echo(matrix: Matrix, out: Path) -> Path:
-    figure = new_figure("echo: msgs/s, echochat beside its framework's minimal server", 10, 6)
+    return _plot_echo_metric(
+        matrix,
+        out,
+        name="bench-echo",
+        title="echo: msgs/s, echochat beside its framework's minimal server",
+        unit="msgs/s",
+        values=lambda row: (row.msgs_per_s, row.minimal_msgs_per_s),
+        ceiling=matrix.ceiling,
+    )
+
+
+def plot_echo_p99(matrix: Matrix, out: Path) -> Path:
+    return _plot_echo_metric(
+        matrix,
+        out,
+        name="bench-echo-p99",
+        title="echo: p99 round trip (ms), echochat beside its minimal server",
+        unit="p99 ms",
+        values=lambda row: (row.p99_ms, row.minimal_p99_ms),
+        ceiling={},
+    )
+
+
+def _plot_echo_metric(
+    matrix: Matrix,
+    out: Path,
+    *,
+    name: str,
+    title: str,
+    unit: str,
+    values: Callable[[EchoRow], tuple[float, float]],
+    ceiling: dict[int, float],
+) -> Path:
+    """Bars per implementation, echochat beside its minimal server, one panel per size."""
+    figure = new_figure(title, 10, 6)
     axes_list = figure.subplots(len(matrix.plan.sizes), 1, sharex=True)
     labels = list(dict.fromkeys(row.label for row in matrix.echo))
+    positions = range(len(labels))
     for axes, size in zip(axes_list, matrix.plan.sizes, strict=True):
-        rows = {row.label: row for row in matrix.echo if row.size == size}
-        positions = range(len(labels))
+        rows = {row.label: values(row) for row in matrix.echo if row.size == size}
         axes.bar(
             [p - 0.2 for p in positions],
-            [rows[label].msgs_per_s for label in labels],
+            [rows[label][0] for label in labels],
             0.4,
             label="echochat",
         )
         axes.bar(
             [p + 0.2 for p in positions],
-            [rows[label].minimal_msgs_per_s for label in labels],
+            [rows[label][1] for label in labels],
             0.4,
             label="minimal server",
         )
-        if size in matrix.ceiling:
-            axes.axhline(matrix.ceiling[size], color="grey", linestyle="--", label=CEILING_LABEL)
-        axes.set_ylabel(f"{size // KiB} KiB msgs/s")
+        if size in ceiling:
+            axes.axhline(ceiling[size], color="grey", linestyle="--", label=CEILING_LABEL)
+        axes.set_ylabel(f"{size // KiB} KiB {unit}")
         axes.grid(axis="y", alpha=0.3)
     axes_list[0].legend(fontsize="small")
-    axes_list[-1].set_xticks(range(len(labels)), labels, rotation=30, ha="right")
-    return save_figure(figure, out, "bench-echo")
-
-
-def plot_echo_p99(matrix: Matrix, out: Path) -> Path:
-    figure = new_figure("echo: p99 round trip (ms), echochat beside its minimal server", 10, 6)
-    axes_list = figure.subplots(len(matrix.plan.sizes), 1, sharex=True)
-    labels = list(dict.fromkeys(row.label for row in matrix.echo))
-    positions = range(len(labels))
-    for axes, size in zip(axes_list, matrix.plan.sizes, strict=True):
-        rows = {row.label: row for row in matrix.echo if row.size == size}
-        ours = [rows[label].p99_ms for label in labels]
-        theirs = [rows[label].minimal_p99_ms for label in labels]
-        axes.bar([p - 0.2 for p in positions], ours, 0.4, label="echochat")
-        axes.bar([p + 0.2 for p in positions], theirs, 0.4, label="minimal server")
-        axes.set_ylabel(f"{size // KiB} KiB p99 ms")
-        axes.grid(axis="y", alpha=0.3)
-    axes_list[0].legend(fontsize="small")
-    axes_list[-1].set_xticks(range(len(labels)), labels, rotation=30, ha="right")
-    return save_figure(figure, out, "bench-echo-p99")
+    axes_list[-1].set_xticks(positions, labels, rotation=30, ha="right")
+    return save_figure(figure, out, name)
 
 
 def plot_fanout(matrix: Matrix, out: Path) -> Path:
