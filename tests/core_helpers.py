@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 from echochat.core import ChatServer, Close, ConnId, Effect, Limits, Send
 
@@ -20,6 +21,15 @@ HOST = "127.0.0.1"
 CREATED = "Mon Jan 1 2024"
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def lenient_limits(**overrides: Any) -> Limits:
+    """Limits with flood control and the per-IP limit off, unless a test sets them.
+
+    Most tests send bursts from many clients on one address, and time stands
+    still until a test advances it.
+    """
+    return Limits(**({"flood_rate": 0, "max_per_ip": 0} | overrides))
 
 
 def fold(name: str) -> str:
@@ -78,13 +88,15 @@ class Harness:
     """A ChatServer plus the bookkeeping of an adapter whose clients read promptly."""
 
     def __init__(self, limits: Limits | None = None) -> None:
-        self.limits = limits or Limits()
+        self.limits = limits or lenient_limits()
         self.server = ChatServer(self.limits, created=CREATED)
+        self.now = 1000.0  # Any start will do: the core only compares and subtracts times.
         self.lines: dict[ConnId, list[str]] = defaultdict(list)  # unread lines, no CR LF
         self.closed: dict[ConnId, Close] = {}
         self.stalled: set[ConnId] = set()
         self.pending: dict[ConnId, int] = defaultdict(int)  # bytes a stalled client has not read
         self.log: list[Effect] = []
+        self.conns: list[ConnId] = []
 
     # -- driving the core ----------------------------------------------------------
 
@@ -107,12 +119,34 @@ class Harness:
         return effects
 
     def connect(self, host: str = HOST) -> ConnId:
-        conn, effects = self.server.connect(host)
+        conn, effects = self.server.connect(host, self.now)
+        self.conns.append(conn)
         self.apply(effects)
         return conn
 
     def feed(self, conn: ConnId, data: bytes) -> list[Effect]:
-        return self.apply(self.server.receive_data(conn, data))
+        return self.apply(self.server.receive_data(conn, data, self.now))
+
+    def advance(self, seconds: float) -> list[Effect]:
+        """Let time pass as an adapter would: each connection's timer fires at its deadline."""
+        end = self.now + seconds
+        effects: list[Effect] = []
+        while True:
+            due = [
+                (deadline, conn)
+                for conn in self.open_conns()
+                if (deadline := self.server.deadline(conn)) is not None and deadline <= end
+            ]
+            if not due:
+                break
+            self.now, conn = min(due)
+            effects += self.apply(self.server.handle_timer(conn, self.now))
+        self.now = end
+        return effects
+
+    def open_conns(self) -> list[ConnId]:
+        """Connections the harness has seen and not seen closed."""
+        return [conn for conn in self.conns if conn not in self.closed]
 
     def send(self, conn: ConnId, *lines: str) -> list[Effect]:
         return self.feed(conn, "".join(f"{line}\r\n" for line in lines).encode())

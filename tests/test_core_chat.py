@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from core_helpers import CREATED, SERVER, Harness, parse_line, prefix_of
+from core_helpers import CREATED, SERVER, Harness, lenient_limits, parse_line, prefix_of
 from echochat.core import Close, EchoServer, Limits, Send, __version__
 
 NOT_REGISTERED = f":{SERVER} 451 * :You have not registered"
@@ -620,7 +620,7 @@ def test_channels_vanish_when_their_last_member_leaves() -> None:
 
 
 def test_max_clients() -> None:
-    h = Harness(Limits(max_clients=2))
+    h = Harness(lenient_limits(max_clients=2))
     alice = h.register("alice")
     bob = h.register("bob")
     full = h.connect()
@@ -656,7 +656,7 @@ def test_echo_server_admission() -> None:
 @pytest.mark.parametrize("per_packet", [1, 20])
 def test_sendq_overflow_drops_only_the_stalled_member(per_packet: int) -> None:
     sendq = 4096
-    h = Harness(Limits(sendq=sendq))
+    h = Harness(lenient_limits(sendq=sendq))
     alice, bob = registered_pair(h)
     carol = h.register("carol")
     dave = h.register("dave")
@@ -688,7 +688,7 @@ def test_sendq_overflow_drops_only_the_stalled_member(per_packet: int) -> None:
 
 def test_a_reading_client_is_never_dropped_for_total_volume() -> None:
     sendq = 2048
-    h = Harness(Limits(sendq=sendq))
+    h = Harness(lenient_limits(sendq=sendq))
     alice, bob = registered_pair(h)
     for i in range(200):  # about 20 times the SendQ, read as it comes
         h.send(alice, f"PRIVMSG #a :{i} " + "y" * 90)
@@ -697,7 +697,7 @@ def test_a_reading_client_is_never_dropped_for_total_volume() -> None:
 
 
 def test_sendq_holds_exactly_sendq_bytes() -> None:
-    h = Harness(Limits(sendq=1024))
+    h = Harness(lenient_limits(sendq=1024))
     alice = h.register("alice")
     bob = h.register("bob")
     h.stall(bob)
@@ -713,7 +713,7 @@ def test_sendq_holds_exactly_sendq_bytes() -> None:
 
 
 def test_stalled_sender_overflowing_its_own_queue_is_dropped() -> None:
-    h = Harness(Limits(sendq=1024))
+    h = Harness(lenient_limits(sendq=1024))
     alice, bob = registered_pair(h)
     h.stall(alice)
     h.send(alice, *(["NAMES #a"] * 100))
@@ -725,7 +725,7 @@ def test_stalled_sender_overflowing_its_own_queue_is_dropped() -> None:
 def test_overflow_cascade_during_quit_announcement() -> None:
     # bob overflows; announcing his QUIT overflows carol, whose QUIT reaches alice.
     sendq = 1024
-    h = Harness(Limits(sendq=sendq))
+    h = Harness(lenient_limits(sendq=sendq))
     alice, bob = registered_pair(h)
     carol = h.register("carol")
     h.join(carol, "#a", alice, bob)

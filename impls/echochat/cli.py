@@ -13,8 +13,15 @@ from pathlib import Path
 
 from echochat.core import Limits, __version__
 from echochat.core.limits import (
+    DEFAULT_FLOOD_BURST,
+    DEFAULT_FLOOD_RATE,
     DEFAULT_MAX_CLIENTS,
     DEFAULT_MAX_LINE,
+    DEFAULT_MAX_PER_IP,
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_PING_TIMEOUT,
+    DEFAULT_RECVQ,
+    DEFAULT_REGISTRATION_TIMEOUT,
     DEFAULT_SENDQ,
     DEFAULT_SERVER_NAME,
 )
@@ -115,6 +122,61 @@ def build_parser() -> argparse.ArgumentParser:
         help="chat: the name numerics and PONG come from",
     )
     serve.add_argument(
+        "--max-per-ip",
+        type=_at_least_zero,
+        default=DEFAULT_MAX_PER_IP,
+        help="chat: connections at once from one address; more get 'ERROR :Closing link "
+        "(Too many connections from your IP)'. 0: no limit",
+    )
+    serve.add_argument(
+        "--registration-timeout",
+        type=_seconds,
+        default=DEFAULT_REGISTRATION_TIMEOUT,
+        help="chat: seconds to complete NICK and USER, else 'ERROR :Closing link "
+        "(Registration timeout)'. 0: no limit",
+    )
+    serve.add_argument(
+        "--ping-interval",
+        type=_seconds,
+        default=DEFAULT_PING_INTERVAL,
+        help="chat: after this many seconds without a line from a client, send it "
+        "'PING :SERVER-NAME'. 0: no keepalive",
+    )
+    serve.add_argument(
+        "--ping-timeout",
+        type=_seconds,
+        default=DEFAULT_PING_TIMEOUT,
+        help="chat: seconds to answer that PING (any line will do), else "
+        "'ERROR :Closing link (Ping timeout: N seconds)'",
+    )
+    serve.add_argument(
+        "--flood-burst",
+        type=_positive,
+        default=DEFAULT_FLOOD_BURST,
+        help="chat: lines a client may send at once before flood control delays them",
+    )
+    serve.add_argument(
+        "--flood-rate",
+        type=_seconds,
+        default=DEFAULT_FLOOD_RATE,
+        help="chat: lines per second a client may send after its burst; faster lines wait "
+        "(nothing is dropped). 0: no flood control",
+    )
+    serve.add_argument(
+        "--recvq",
+        type=_positive,
+        default=DEFAULT_RECVQ,
+        help="chat: bytes of delayed lines one client may have waiting; more get "
+        "'ERROR :Closing link (Excess Flood)'",
+    )
+    serve.add_argument(
+        "--inject-fault",
+        metavar="TEXT",
+        default=None,
+        help="for tests only: a chat connection whose input contains TEXT raises an "
+        "exception inside the server, to show that only that connection is closed",
+    )
+    serve.add_argument(
         "--log-level",
         choices=["debug", "info", "warning", "error"],
         default="info",
@@ -178,6 +240,20 @@ def _positive(text: str) -> int:
     return value
 
 
+def _at_least_zero(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, 0 or more, not {text}")
+    return value
+
+
 def _non_negative(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -203,6 +279,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             sendq=args.sendq,
             max_clients=args.max_clients,
             server_name=args.server_name,
+            registration_timeout=args.registration_timeout,
+            ping_interval=args.ping_interval,
+            ping_timeout=args.ping_timeout,
+            flood_burst=args.flood_burst,
+            flood_rate=args.flood_rate,
+            recvq=args.recvq,
+            max_per_ip=args.max_per_ip,
         )
     except ValueError as error:
         parser.error(str(error))
@@ -213,7 +296,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--loop uvloop needs uvloop: pip install 'echochat[uvloop]'")
     port = DEFAULT_PORTS[args.service] if args.port is None else args.port
     options = ServerOptions(
-        service=args.service, host=args.host, port=port, limits=limits, loop=args.loop
+        service=args.service,
+        host=args.host,
+        port=port,
+        limits=limits,
+        loop=args.loop,
+        inject_fault=None if args.inject_fault is None else args.inject_fault.encode(),
     )
     logging.basicConfig(
         stream=sys.stderr,

@@ -4,14 +4,18 @@ The core returns effects; this carries them out by calling two methods on the
 adapter's per-connection object. It is the same for asyncio, trio and anyio,
 because neither method may wait: ``deliver`` appends to a queue, and
 ``close`` stops the connection's tasks and at most hands a farewell to a buffer.
+It also reads the adapter's clock for the core, which keeps no time itself.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Protocol
 
 from echochat.core import ChatServer, ConnId, Effect, Send
+from echochat.options import ServerOptions
 
 log = logging.getLogger(__name__)
 
@@ -26,22 +30,40 @@ class Peer(Protocol):
         """Stop reading; send the queue (if ``flush``) and ``farewell``; then close."""
 
 
+class InjectedFaultError(Exception):
+    """Raised on purpose (``--inject-fault``) to test how a connection's failure is contained."""
+
+
 class ChatHub:
     """Feeds events to the core and routes its effects to the right connection."""
 
-    def __init__(self, core: ChatServer) -> None:
-        self.core = core
+    def __init__(self, options: ServerOptions, clock: Callable[[], float]) -> None:
+        created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        self.core = ChatServer(options.limits, created=created)
+        # The framework's monotonic clock, the one its deadlines are set on.
+        self.clock = clock
+        self.fault_trigger = options.inject_fault
         self.peers: dict[ConnId, Peer] = {}
 
     def attach(self, peer: Peer, host: str) -> ConnId:
-        conn, effects = self.core.connect(host)
+        conn, effects = self.core.connect(host, self.clock())
         log.debug("connection %d from %s", conn, host)
         self.peers[conn] = peer
         self._apply(effects)
         return conn
 
     def receive(self, conn: ConnId, data: bytes) -> None:
-        self._apply(self.core.receive_data(conn, data))
+        if self.fault_trigger is not None and self.fault_trigger in data:
+            raise InjectedFaultError(f"connection {conn} sent {self.fault_trigger!r}")
+        self._apply(self.core.receive_data(conn, data, self.clock()))
+
+    def deadline(self, conn: ConnId) -> float | None:
+        """When the adapter must call ``expire`` unless input comes first (None: never)."""
+        return self.core.deadline(conn)
+
+    def expire(self, conn: ConnId) -> None:
+        """``conn``'s deadline has passed: registration and ping timeouts, delayed lines."""
+        self._apply(self.core.handle_timer(conn, self.clock()))
 
     def sent(self, conn: ConnId, nbytes: int) -> None:
         self.core.data_sent(conn, nbytes)

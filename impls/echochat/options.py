@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Literal
 
-from echochat.core import ChatServer, Limits
+from echochat.core import Limits
 
 Service = Literal["chat", "echo"]
 EventLoop = Literal["asyncio", "uvloop"]
@@ -22,6 +21,9 @@ class ServerOptions:
     limits: Limits
     # Only for the implementations that run on an asyncio event loop.
     loop: EventLoop = "asyncio"
+    # For tests only: a chat connection whose input contains these bytes
+    # raises InjectedFault inside the server. None (the default) is inert.
+    inject_fault: bytes | None = None
 
 
 def asyncio_loop_factory(loop: EventLoop) -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -40,8 +42,3 @@ def announce_listening(address: tuple[str, int] | tuple[str, int, int, int]) -> 
     """
     host, port = address[0], address[1]
     print(f"listening on {host}:{port}", flush=True)
-
-
-def new_chat_core(limits: Limits) -> ChatServer:
-    created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return ChatServer(limits, created=created)

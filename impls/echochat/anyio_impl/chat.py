@@ -12,14 +12,14 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from echochat.core import CLOSE_GRACE, READ_SIZE, ConnId
 from echochat.hub import ChatHub
-from echochat.options import ServerOptions, new_chat_core
+from echochat.options import ServerOptions
 
 log = logging.getLogger(__name__)
 
 
 class ChatService:
     def __init__(self, options: ServerOptions) -> None:
-        self.hub = ChatHub(new_chat_core(options.limits))
+        self.hub = ChatHub(options, clock=anyio.current_time)
 
     async def handle_client(self, stream: SocketStream) -> None:
         try:
@@ -72,8 +72,17 @@ async def read_loop(connection: ChatConnection, hub: ChatHub) -> None:
     with connection.reading:
         try:
             while True:
-                data = await connection.stream.receive(READ_SIZE)
-                hub.receive(connection.conn, data)
+                # Wait for input only until the core's next deadline for this
+                # client: registration, keepalive, or lines held by flood control.
+                deadline = hub.deadline(connection.conn)
+                with anyio.CancelScope(
+                    deadline=math.inf if deadline is None else deadline
+                ) as waiting:
+                    data = await connection.stream.receive(READ_SIZE)
+                if waiting.cancelled_caught:
+                    hub.expire(connection.conn)  # A cancelled receive() took no bytes.
+                else:
+                    hub.receive(connection.conn, data)
         except anyio.EndOfStream:
             pass
         except anyio.BrokenResourceError:

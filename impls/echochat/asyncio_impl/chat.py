@@ -7,14 +7,14 @@ import logging
 
 from echochat.core import CLOSE_GRACE, READ_SIZE, ConnId
 from echochat.hub import ChatHub
-from echochat.options import ServerOptions, new_chat_core
+from echochat.options import ServerOptions
 
 log = logging.getLogger(__name__)
 
 
 class ChatService:
     def __init__(self, options: ServerOptions, drain: bool) -> None:
-        self.hub = ChatHub(new_chat_core(options.limits))
+        self.hub = ChatHub(options, clock=asyncio.get_running_loop().time)
         self.drain = drain
 
     async def handle_client(
@@ -82,7 +82,19 @@ async def read_loop(reader: asyncio.StreamReader, connection: ChatConnection, hu
     try:
         # read(), not readline(): on an over-long line readline() clears its
         # buffer and returns the tail as a new line; the core frames instead.
-        while data := await reader.read(READ_SIZE):
+        while True:
+            # Wait for input only until the core's next deadline for this
+            # client: registration, keepalive, or lines held by flood control.
+            try:
+                async with asyncio.timeout_at(hub.deadline(connection.conn)) as waiting:
+                    data = await reader.read(READ_SIZE)
+            except TimeoutError:
+                if not waiting.expired():
+                    raise  # ETIMEDOUT from the kernel (TimeoutError is an OSError).
+                hub.expire(connection.conn)  # A cancelled read() took no bytes.
+                continue
+            if not data:
+                break
             hub.receive(connection.conn, data)
     except OSError as error:  # A reset, or a timeout from the kernel.
         log.debug("connection %d failed: %r", connection.conn, error)

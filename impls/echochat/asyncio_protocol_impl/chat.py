@@ -9,14 +9,14 @@ from typing import cast
 
 from echochat.core import CLOSE_GRACE, ConnId
 from echochat.hub import ChatHub
-from echochat.options import ServerOptions, new_chat_core
+from echochat.options import ServerOptions
 
 log = logging.getLogger(__name__)
 
 
 class ChatService:
     def __init__(self, options: ServerOptions) -> None:
-        self.hub = ChatHub(new_chat_core(options.limits))
+        self.hub = ChatHub(options, clock=asyncio.get_running_loop().time)
         self.connections: set[ChatConnection] = set()
 
     def protocol_factory(self) -> ChatConnection:
@@ -52,6 +52,8 @@ class ChatConnection(asyncio.Protocol):
         # a chunk until drain() returns.
         self.unreported = 0
         self.abort_later: asyncio.TimerHandle | None = None
+        # Calls expire() at the core's next deadline for this client.
+        self.alarm: asyncio.TimerHandle | None = None
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def deliver(self, data: bytes) -> None:
@@ -93,11 +95,39 @@ class ChatConnection(asyncio.Protocol):
             self.transport.close()  # Gone before we got to it.
             return
         self.conn = self.hub.attach(self, peer[0])
+        self.set_alarm()
 
     def data_received(self, data: bytes) -> None:
         # Whatever one recv() returned (the transport picks the size: 256 KiB
         # on the standard loop, not READ_SIZE), never lines; the core frames.
-        self.hub.receive(self.conn, data)
+        try:
+            self.hub.receive(self.conn, data)
+        except Exception:
+            # The loop would log it as a fatal protocol error and close the
+            # transport; say which connection, and close it the same way.
+            log.exception("connection %d failed", self.conn)
+            self.transport.abort()
+            return
+        self.set_alarm()
+
+    def set_alarm(self) -> None:
+        """Make sure a timer fires by the core's next deadline for this client.
+
+        An earlier timer is kept: firing early is harmless (the core just
+        names a later deadline), while moving a timer on every line would
+        cost a cancel and a heap push each time.
+        """
+        deadline = self.hub.deadline(self.conn)
+        if deadline is None or (self.alarm is not None and self.alarm.when() <= deadline):
+            return
+        if self.alarm is not None:
+            self.alarm.cancel()
+        self.alarm = asyncio.get_running_loop().call_at(deadline, self.ring)
+
+    def ring(self) -> None:
+        self.alarm = None
+        self.hub.expire(self.conn)
+        self.set_alarm()
 
     def eof_received(self) -> None:
         # The core closes us with a flush (or already did). Returning None
@@ -124,6 +154,8 @@ class ChatConnection(asyncio.Protocol):
             # Needed: on 3.11, abort() on a transport that closed by itself
             # raises in a callback (the transport has dropped its loop).
             self.abort_later.cancel()
+        if self.alarm is not None:
+            self.alarm.cancel()
         self.service.connections.discard(self)
         self.hub.lost(self.conn)  # A no-op if the core closed it already.
         self.closed.set_result(None)

@@ -128,9 +128,16 @@ class ServerUnderTest:
     def echochat(
         cls, impl: str, service: str, *options: str, loop: str = "asyncio"
     ) -> ServerUnderTest:
-        """``echochat serve`` with a free port; labelled ``impl`` or ``impl+loop``."""
+        """``echochat serve`` with a free port; labelled ``impl`` or ``impl+loop``.
+
+        Load comes from many clients on 127.0.0.1 sending as fast as they can,
+        so chat servers run with flood control and the per-IP limit off.
+        """
         command = [sys.executable, "-m", "echochat", "serve", "--impl", impl, "--loop", loop]
-        command += ["--service", service, "--host", "127.0.0.1", "--port", "0", *options]
+        command += ["--service", service, "--host", "127.0.0.1", "--port", "0"]
+        if service == "chat":
+            command += ["--flood-rate", "0", "--max-per-ip", "0"]
+        command += options
         return cls(impl if loop == "asyncio" else f"{impl}+{loop}", command)
 
     def rss(self) -> int:

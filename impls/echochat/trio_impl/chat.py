@@ -10,14 +10,14 @@ import trio
 
 from echochat.core import CLOSE_GRACE, READ_SIZE, ConnId
 from echochat.hub import ChatHub
-from echochat.options import ServerOptions, new_chat_core
+from echochat.options import ServerOptions
 
 log = logging.getLogger(__name__)
 
 
 class ChatService:
     def __init__(self, options: ServerOptions) -> None:
-        self.hub = ChatHub(new_chat_core(options.limits))
+        self.hub = ChatHub(options, clock=trio.current_time)
 
     async def handle_client(self, stream: trio.SocketStream) -> None:
         try:
@@ -69,8 +69,18 @@ class ChatConnection:
 async def read_loop(connection: ChatConnection, hub: ChatHub) -> None:
     with connection.reading:
         try:
-            while data := await connection.stream.receive_some(READ_SIZE):
-                hub.receive(connection.conn, data)
+            while True:
+                # Wait for input only until the core's next deadline for this
+                # client: registration, keepalive, or lines held by flood control.
+                deadline = hub.deadline(connection.conn)
+                with trio.move_on_at(math.inf if deadline is None else deadline) as waiting:
+                    data = await connection.stream.receive_some(READ_SIZE)
+                if waiting.cancelled_caught:
+                    hub.expire(connection.conn)  # A cancelled receive_some took no bytes.
+                elif data:
+                    hub.receive(connection.conn, data)
+                else:
+                    break
         except trio.BrokenResourceError:
             log.debug("connection %d reset by peer", connection.conn)
         hub.lost(connection.conn)

@@ -10,12 +10,13 @@ anyio adapters only move bytes and can be compared line by line.
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from echochat.core.effects import Close, ConnId, Effect, Send
 from echochat.core.errors import CommandError
-from echochat.core.framing import LineFramer, LineTooLong
+from echochat.core.framing import FrameEvent, LineFramer, LineTooLong
 from echochat.core.limits import CHANNELLEN, NICKLEN, Limits
 from echochat.core.message import Message, ascii_lower, command_of, format_message, parse, token
 from echochat.core.version import __version__
@@ -29,6 +30,16 @@ USERLEN = 16
 # Commands a client may send before it has registered (NICK and USER done).
 _PRE_REGISTRATION = frozenset({"NICK", "USER", "CAP", "PASS", "PING", "PONG", "QUIT", "NOTICE"})
 
+# What a browser or scanner sends when it speaks HTTP to the IRC port (a
+# cross-protocol request): such a connection is closed at once, as Redis
+# closes one that sends POST or Host:.
+_HTTP_WORDS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "CONNECT", "PATCH", "TRACE", "HOST:"}
+)
+
+Seconds = float
+"""A reading of the adapter's monotonic clock; the core only compares and subtracts them."""
+
 
 @dataclass(eq=False, slots=True)
 class Client:
@@ -37,6 +48,18 @@ class Client:
     conn: ConnId
     host: str
     framer: LineFramer
+    connected_at: Seconds
+    # Tokens of the flood-control bucket, as of tokens_at.
+    tokens: float
+    tokens_at: Seconds
+    # Whole lines are what counts as activity, so a client that trickles
+    # bytes without ever ending a line (slowloris) is still idle.
+    last_line_at: Seconds
+    # When the keepalive PING went out, while no line has come since.
+    ping_sent_at: Seconds | None = None
+    # Lines received but not yet executed, held back by flood control (the RecvQ).
+    inbox: deque[FrameEvent] = field(default_factory=deque)
+    inbox_bytes: int = 0
     nick: str | None = None
     user: str | None = None
     realname: str = ""
@@ -80,6 +103,7 @@ class ChatServer:
         self._clients: dict[ConnId, Client] = {}
         self._nicks: dict[str, Client] = {}
         self._channels: dict[str, Channel] = {}
+        self._connections_per_host: dict[str, int] = {}
         self._next_conn: ConnId = 1
         # Effects of the call in progress, returned and reset at its end.
         self._effects: list[Effect] = []
@@ -88,8 +112,8 @@ class ChatServer:
 
     # -- The adapter-facing API ---------------------------------------------------------
 
-    def connect(self, host: str) -> tuple[ConnId, list[Effect]]:
-        """A connection was accepted from ``host``: its id, and what to do with it."""
+    def connect(self, host: str, now: Seconds) -> tuple[ConnId, list[Effect]]:
+        """A connection was accepted from ``host`` at ``now``: its id, and what to do with it."""
         conn = self._next_conn
         self._next_conn += 1
         if self._shutting_down:
@@ -101,20 +125,82 @@ class ChatServer:
         # An IPv6 address such as ::1 would start a trailing parameter where
         # it stands as a middle one (WHOIS, WHO); IRC servers write 0::1.
         host = f"0{host}" if host.startswith(":") else host
-        self._clients[conn] = Client(conn, host, LineFramer(self.limits.max_line))
+        max_per_ip = self.limits.max_per_ip
+        if max_per_ip and self._connections_per_host.get(host, 0) >= max_per_ip:
+            farewell = self._error_line("Closing link (Too many connections from your IP)")
+            return conn, [Close(conn, farewell, flush=True)]
+        self._connections_per_host[host] = self._connections_per_host.get(host, 0) + 1
+        self._clients[conn] = Client(
+            conn,
+            host,
+            LineFramer(self.limits.max_line),
+            connected_at=now,
+            tokens=self.limits.flood_burst,
+            tokens_at=now,
+            last_line_at=now,
+        )
         return conn, []
 
-    def receive_data(self, conn: ConnId, data: bytes) -> list[Effect]:
-        """Bytes arrived from ``conn``; complete lines are executed in order."""
+    def receive_data(self, conn: ConnId, data: bytes, now: Seconds) -> list[Effect]:
+        """Bytes arrived from ``conn`` at ``now``; complete lines are executed in order,
+        as fast as flood control allows."""
         client = self._clients.get(conn)
         if client is not None:
-            for event in client.framer.receive_data(data):
-                if client.conn not in self._clients or client.overflowed:
-                    break  # QUIT or SendQ earlier in this chunk: the rest is not executed.
-                if isinstance(event, LineTooLong):
-                    self._numeric(client, "417", [], "Input line was too long")
-                else:
-                    self._execute(client, event.data)
+            events = client.framer.receive_data(data)
+            if events:
+                client.last_line_at = now
+                client.ping_sent_at = None
+                client.inbox.extend(events)
+                client.inbox_bytes += sum(self._size(event) for event in events)
+                self._run_inbox(client, now)
+        return self._finish()
+
+    def deadline(self, conn: ConnId) -> Seconds | None:
+        """When ``handle_timer`` must next be called for ``conn``, or None for never.
+
+        An adapter waits for input until then; being woken early is harmless.
+        """
+        client = self._clients.get(conn)
+        if client is None:
+            return None
+        limits = self.limits
+        deadlines: list[Seconds] = []
+        if not client.registered and limits.registration_timeout:
+            deadlines.append(client.connected_at + limits.registration_timeout)
+        if client.registered and limits.ping_interval:
+            if client.ping_sent_at is None:
+                deadlines.append(client.last_line_at + limits.ping_interval)
+            else:
+                deadlines.append(client.ping_sent_at + limits.ping_timeout)
+        if client.inbox and limits.flood_rate:
+            # When the bucket holds a whole token again.
+            deadlines.append(client.tokens_at + (1 - client.tokens) / limits.flood_rate)
+        return min(deadlines, default=None)
+
+    def handle_timer(self, conn: ConnId, now: Seconds) -> list[Effect]:
+        """It is ``now``, at or after ``deadline(conn)``: apply the time policies to ``conn``."""
+        client = self._clients.get(conn)
+        if client is None:
+            return []
+        limits = self.limits
+        if not client.registered:
+            if limits.registration_timeout and (
+                now >= client.connected_at + limits.registration_timeout
+            ):
+                farewell = self._error_line("Closing link (Registration timeout)")
+                self._remove(client, "Registration timeout", farewell, flush=True)
+                return self._finish()
+        elif limits.ping_interval:
+            if client.ping_sent_at is not None:
+                if now >= client.ping_sent_at + limits.ping_timeout:
+                    reason = f"Ping timeout: {limits.ping_timeout:g} seconds"
+                    farewell = self._error_line(f"Closing link ({reason})")
+                    self._remove(client, reason, farewell, flush=True)
+                    return self._finish()
+            elif now >= client.last_line_at + limits.ping_interval:
+                client.ping_sent_at = now
+                self._send(client, self._line(None, "PING", [], limits.server_name))
+        self._run_inbox(client, now)
         return self._finish()
 
     def data_sent(self, conn: ConnId, nbytes: int) -> None:
@@ -138,6 +224,7 @@ class ChatServer:
         self._clients.clear()
         self._nicks.clear()
         self._channels.clear()
+        self._connections_per_host.clear()
         return self._finish()
 
     @property
@@ -149,6 +236,43 @@ class ChatServer:
         return len(self._channels)
 
     # -- Plumbing -----------------------------------------------------------------------
+
+    def _size(self, event: FrameEvent) -> int:
+        """A received line's cost in the RecvQ: its bytes and CR LF (a dropped one: the most)."""
+        return self.limits.max_line if isinstance(event, LineTooLong) else len(event.data) + 2
+
+    def _run_inbox(self, client: Client, now: Seconds) -> None:
+        """Execute ``client``'s waiting lines that flood control lets through at ``now``.
+
+        Lines over the rate wait (the token bucket refills at ``flood_rate`` per
+        second); a client with more than ``recvq`` bytes waiting is closed.
+        Other clients never wait for it: nothing here blocks.
+        """
+        limits = self.limits
+        if limits.flood_rate:
+            elapsed = now - client.tokens_at
+            client.tokens = min(limits.flood_burst, client.tokens + elapsed * limits.flood_rate)
+            client.tokens_at = now
+        while client.inbox:
+            if client.conn not in self._clients or client.overflowed:
+                return  # QUIT or SendQ earlier on: the rest is not executed.
+            if limits.flood_rate:
+                if client.tokens < 1:
+                    break
+                client.tokens -= 1
+            event = client.inbox.popleft()
+            client.inbox_bytes -= self._size(event)
+            if isinstance(event, LineTooLong):
+                self._numeric(client, "417", [], "Input line was too long")
+            else:
+                self._execute(client, event.data)
+        if (
+            client.inbox_bytes > limits.recvq
+            and client.conn in self._clients
+            and not client.overflowed  # Leaving for SendQ already.
+        ):
+            farewell = self._error_line("Closing link (Excess Flood)")
+            self._remove(client, "Excess Flood", farewell, flush=True)
 
     def _finish(self) -> list[Effect]:
         # Dropping a client for SendQ announces its QUIT, which can overflow
@@ -203,6 +327,11 @@ class ChatServer:
         if client.nick is not None:
             del self._nicks[ascii_lower(client.nick)]
         del self._clients[client.conn]
+        remaining = self._connections_per_host[client.host] - 1
+        if remaining:
+            self._connections_per_host[client.host] = remaining
+        else:
+            del self._connections_per_host[client.host]
         self._effects.append(Close(client.conn, farewell, flush))
         if peers:
             self._send_to_all(peers.values(), self._line(client.prefix, "QUIT", [], reason))
@@ -223,6 +352,10 @@ class ChatServer:
 
     def _dispatch(self, client: Client, message: Message) -> None:
         command = message.command
+        if not client.registered and command in _HTTP_WORDS:
+            farewell = self._error_line("Closing link (HTTP request on an IRC port)")
+            self._remove(client, "HTTP request", farewell, flush=True)
+            return
         if not client.registered and command not in _PRE_REGISTRATION:
             self._numeric(client, "451", [], "You have not registered")
             return
@@ -358,7 +491,11 @@ class ChatServer:
             raise CommandError("410", [token(subcommand)], "Invalid CAP command")
 
     def _cmd_ignore(self, client: Client, params: list[str]) -> None:
-        """PASS (no passwords here) and PONG (no keepalive yet) are accepted silently."""
+        """PASS (no passwords here) and PONG are accepted silently.
+
+        A PONG needs no handler of its own: like any line, it resets the
+        keepalive when it arrives (``receive_data``).
+        """
 
     def _cmd_nick(self, client: Client, params: list[str]) -> None:
         if not params or not params[0]:
@@ -535,6 +672,16 @@ class ChatServer:
             self._numeric(client, "311", [user.name, str(user.user), user.host, "*"], user.realname)
         self._numeric(client, "318", [token(nick)], "End of /WHOIS list")
 
+    def _cmd_lusers(self, client: Client, params: list[str]) -> None:
+        """How many users, unregistered connections and channels there are (RFC 2812 3.4.2)."""
+        users = sum(1 for other in self._clients.values() if other.registered)
+        unknown = len(self._clients) - users
+        self._numeric(client, "251", [], f"There are {users} users and 0 invisible on 1 servers")
+        if unknown:
+            self._numeric(client, "253", [str(unknown)], "unknown connection(s)")
+        self._numeric(client, "254", [str(len(self._channels))], "channels formed")
+        self._numeric(client, "255", [], f"I have {len(self._clients)} clients and 0 servers")
+
     def _cmd_who(self, client: Client, params: list[str]) -> None:
         mask = params[0] if params else "*"
         channel = self._channels.get(ascii_lower(mask))
@@ -565,4 +712,5 @@ _HANDLERS: dict[str, Handler] = {
     "MODE": ChatServer._cmd_mode,
     "WHOIS": ChatServer._cmd_whois,
     "WHO": ChatServer._cmd_who,
+    "LUSERS": ChatServer._cmd_lusers,
 }

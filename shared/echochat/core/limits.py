@@ -8,6 +8,14 @@ DEFAULT_MAX_LINE = 512
 DEFAULT_SENDQ = 262_144
 DEFAULT_MAX_CLIENTS = 1024
 DEFAULT_SERVER_NAME = "echochat.local"
+# The time policies (seconds) and the flood control; 0 turns a policy off.
+DEFAULT_REGISTRATION_TIMEOUT = 60.0
+DEFAULT_PING_INTERVAL = 120.0
+DEFAULT_PING_TIMEOUT = 60.0
+DEFAULT_FLOOD_BURST = 20
+DEFAULT_FLOOD_RATE = 5.0
+DEFAULT_RECVQ = 8192
+DEFAULT_MAX_PER_IP = 16
 
 # How many bytes an adapter asks the socket for at a time. 64 KiB matches
 # trio's and anyio's default receive size, and keeps an echo connection's
@@ -33,6 +41,19 @@ class Limits:
     sendq: int = DEFAULT_SENDQ
     max_clients: int = DEFAULT_MAX_CLIENTS
     server_name: str = DEFAULT_SERVER_NAME
+    # An unregistered connection is closed this long after it was accepted.
+    registration_timeout: float = DEFAULT_REGISTRATION_TIMEOUT
+    # After this long without a line from a client the server sends PING;
+    # without a line in the next ping_timeout the client is closed.
+    ping_interval: float = DEFAULT_PING_INTERVAL
+    ping_timeout: float = DEFAULT_PING_TIMEOUT
+    # A token bucket per client: flood_burst lines at once, then flood_rate
+    # lines per second. Faster lines wait in the client's receive queue; past
+    # recvq bytes waiting, it is closed for Excess Flood.
+    flood_burst: int = DEFAULT_FLOOD_BURST
+    flood_rate: float = DEFAULT_FLOOD_RATE
+    recvq: int = DEFAULT_RECVQ
+    max_per_ip: int = DEFAULT_MAX_PER_IP
 
     def __post_init__(self) -> None:
         # 512 is the IRC line size; below ~64 bytes not even the numerics fit.
@@ -44,5 +65,16 @@ class Limits:
             )
         if self.max_clients < 1:
             raise ValueError(f"max_clients must be at least 1, not {self.max_clients}")
+        for name in ("registration_timeout", "ping_interval", "flood_rate", "max_per_ip"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 (off) or more, not {getattr(self, name)}")
+        if self.ping_interval and self.ping_timeout <= 0:
+            raise ValueError(f"ping_timeout must be more than 0, not {self.ping_timeout}")
+        if self.flood_rate and self.flood_burst < 1:
+            raise ValueError(f"flood_burst must be at least 1 line, not {self.flood_burst}")
+        if self.recvq < self.max_line:
+            raise ValueError(
+                f"recvq ({self.recvq}) must hold at least one line of max_line ({self.max_line})"
+            )
         if not self.server_name or any(c in self.server_name for c in " \r\n\0:!@"):
             raise ValueError(f"server_name {self.server_name!r} is not a valid IRC server name")
