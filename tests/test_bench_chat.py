@@ -101,3 +101,18 @@ def test_verifier_finds_messages_lost_at_the_end() -> None:
         DeliveryError, match=r"m2 got m0's messages up to #0 of #0\.\.#1: 1 missing"
     ):
         verifier.finish()
+
+
+def test_verifier_wants_each_stalled_client_to_leave_once_and_nothing_else() -> None:
+    quit_line = b":stalled0!u@127.0.0.1 QUIT :SendQ exceeded\r\n"
+    heard_once = posted(Verifier(members=2, senders=1, stalled=1), s0=1)
+    heard_once.receive(1, line(0, 0) + quit_line, 100.0)
+    heard_once.receive(0, quit_line, 100.0)
+    heard_once.finish()
+    never_heard = posted(Verifier(members=2, senders=1, stalled=1), s0=1)
+    never_heard.receive(1, line(0, 0) + quit_line, 100.0)
+    with pytest.raises(DeliveryError, match="m0 heard stalled0 leave 0 times"):
+        never_heard.finish()
+    other_quit = Verifier(members=2, senders=1, stalled=1)
+    with pytest.raises(DeliveryError, match="unexpected line"):
+        other_quit.receive(0, b":stalled0!u@127.0.0.1 QUIT :Ping timeout\r\n", 100.0)

@@ -170,6 +170,15 @@ def build_parser() -> argparse.ArgumentParser:
         "'ERROR :Closing link (Excess Flood)'",
     )
     serve.add_argument(
+        "--send-buffer",
+        type=_positive,
+        default=None,
+        metavar="BYTES",
+        help="chat: the kernel's send buffer per connection (SO_SNDBUF; Linux doubles it). "
+        "Default: the kernel's autotuning, which lets a client that does not read hold "
+        "megabytes in the kernel before its SendQ fills",
+    )
+    serve.add_argument(
         "--inject-fault",
         metavar="TEXT",
         default=None,
@@ -302,6 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         limits=limits,
         loop=args.loop,
         inject_fault=None if args.inject_fault is None else args.inject_fault.encode(),
+        send_buffer=args.send_buffer,
     )
     logging.basicConfig(
         stream=sys.stderr,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from echochat.core import Limits
 
@@ -24,6 +25,24 @@ class ServerOptions:
     # For tests only: a chat connection whose input contains these bytes
     # raises InjectedFault inside the server. None (the default) is inert.
     inject_fault: bytes | None = None
+    # Chat: SO_SNDBUF for each connection; None leaves the kernel's autotuning.
+    send_buffer: int | None = None
+
+
+class Settable(Protocol):
+    """A socket of any of the frameworks, as far as setting an option goes."""
+
+    def setsockopt(self, level: int, option: int, value: int, /) -> None: ...
+
+
+def set_send_buffer(sock: Settable, size: int | None) -> None:
+    """Bound what the kernel holds for one client that does not read (``--send-buffer``).
+
+    Left to autotuning, Linux lets one such socket hold about 3 MB on
+    loopback (tests/test_soak.py measures it), bytes the SendQ never sees.
+    """
+    if size is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
 
 
 def asyncio_loop_factory(loop: EventLoop) -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -12,7 +12,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from echochat.core import CLOSE_GRACE, READ_SIZE, ConnId
 from echochat.hub import ChatHub
-from echochat.options import ServerOptions
+from echochat.options import ServerOptions, set_send_buffer
 
 log = logging.getLogger(__name__)
 
@@ -20,10 +20,12 @@ log = logging.getLogger(__name__)
 class ChatService:
     def __init__(self, options: ServerOptions) -> None:
         self.hub = ChatHub(options, clock=anyio.current_time)
+        self.send_buffer = options.send_buffer
 
     async def handle_client(self, stream: SocketStream) -> None:
         try:
             host = stream.extra(SocketAttribute.remote_address)
+            set_send_buffer(stream.extra(SocketAttribute.raw_socket), self.send_buffer)
         except OSError:
             return  # Gone before we got to it.
         connection = ChatConnection(stream)

@@ -7,7 +7,7 @@ import logging
 
 from echochat.core import CLOSE_GRACE, READ_SIZE, ConnId
 from echochat.hub import ChatHub
-from echochat.options import ServerOptions
+from echochat.options import ServerOptions, set_send_buffer
 
 log = logging.getLogger(__name__)
 
@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 class ChatService:
     def __init__(self, options: ServerOptions, drain: bool) -> None:
         self.hub = ChatHub(options, clock=asyncio.get_running_loop().time)
+        self.send_buffer = options.send_buffer
         self.drain = drain
 
     async def handle_client(
@@ -23,6 +24,7 @@ class ChatService:
         peer = writer.get_extra_info("peername")
         if peer is None:
             return  # Gone before we got to it.
+        set_send_buffer(writer.get_extra_info("socket"), self.send_buffer)
         connection = ChatConnection(writer, self.drain)
         try:
             async with asyncio.TaskGroup() as tasks:

@@ -9,7 +9,7 @@ from typing import cast
 
 from echochat.core import CLOSE_GRACE, ConnId
 from echochat.hub import ChatHub
-from echochat.options import ServerOptions
+from echochat.options import ServerOptions, set_send_buffer
 
 log = logging.getLogger(__name__)
 
@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 class ChatService:
     def __init__(self, options: ServerOptions) -> None:
         self.hub = ChatHub(options, clock=asyncio.get_running_loop().time)
+        self.send_buffer = options.send_buffer
         self.connections: set[ChatConnection] = set()
 
     def protocol_factory(self) -> ChatConnection:
@@ -94,6 +95,7 @@ class ChatConnection(asyncio.Protocol):
         if peer is None:
             self.transport.close()  # Gone before we got to it.
             return
+        set_send_buffer(transport.get_extra_info("socket"), self.service.send_buffer)
         self.conn = self.hub.attach(self, peer[0])
         self.set_alarm()
 

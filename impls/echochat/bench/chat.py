@@ -25,6 +25,11 @@ DEFAULT_WINDOW was chosen by measuring that trade-off (see its comment).
 Every delivery is checked as it arrives: each member must get each
 sender's messages exactly once, in order, and nothing else; the run fails
 with ``DeliveryError`` naming the member, sender and numbers otherwise.
+
+For the soak test, ``stalled`` extra clients ``stalled0``.. join first and
+never read: the server must drop each for SendQ, and every member must
+hear of it exactly once (their QUIT is the one other line allowed), while
+the messages keep reaching everyone else.
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ RECV_SIZE = 65_536
 SETUP_BUFFER_LIMIT = 1 << 20
 
 # One relayed message, a whole line; the member's nick must be the sender's.
+_STALLED_QUIT = re.compile(rb"^:stalled(\d+)![^ ]+ QUIT :SendQ exceeded\r$", re.MULTILINE)
 _MESSAGE = re.compile(
     rb"^:m(\d+)![^ ]+ PRIVMSG " + re.escape(CHANNEL.encode()) + rb" :(\d+) (\d+) (\d+\.\d+)\r$",
     re.MULTILINE,
@@ -108,7 +114,7 @@ class Verifier:
     that nothing is missing at the end. Sender ``s`` is member ``s``.
     """
 
-    def __init__(self, members: int, senders: int) -> None:
+    def __init__(self, members: int, senders: int, stalled: int = 0) -> None:
         if not 1 <= senders < members:
             raise ValueError(f"need 1 <= senders < members, not {senders} and {members}")
         self.members = members
@@ -121,6 +127,8 @@ class Verifier:
         # Each member gets a sender's messages in order, so they complete in order too.
         self.complete = [0] * senders
         self._pending = [b""] * members
+        # quits[member][s]: how often that member heard stalled client s leave.
+        self._quits = [[0] * stalled for _ in range(members)]
         self.latencies = array("d")  # seconds, one per delivery
         self.deliveries = 0
 
@@ -145,7 +153,7 @@ class Verifier:
             return
         matches = _MESSAGE.findall(data, 0, end)
         if len(matches) != data.count(b"\n", 0, end):
-            self._unexpected(member, data[:end])
+            self._stalled_quits(member, data[:end], len(matches))
         # The hot loop of the whole client: locals, and no call per line.
         next_seq = self._next_seq[member]
         arrivals = self._arrivals
@@ -173,8 +181,12 @@ class Verifier:
         self.deliveries += len(matches)
 
     def finish(self) -> None:
-        """Every member must have every message posted by every other member."""
+        """Every member must have every message posted by every other member,
+        and have heard each stalled client leave once."""
         for member in range(self.members):
+            for stalled, heard in enumerate(self._quits[member]):
+                if heard != 1:
+                    raise DeliveryError(f"m{member} heard stalled{stalled} leave {heard} times")
             for sender in range(self.senders):
                 expected = 0 if sender == member else len(self._arrivals[sender])
                 got = self._next_seq[member][sender]
@@ -185,6 +197,16 @@ class Verifier:
                     )
             if self._pending[member]:
                 raise DeliveryError(f"m{member} got a partial line: {self._pending[member]!r}")
+
+    def _stalled_quits(self, member: int, block: bytes, messages: int) -> None:
+        """Count the QUITs of stalled clients in ``block``; anything else is unexpected."""
+        quits = [int(number) for number in _STALLED_QUIT.findall(block)]
+        if messages + len(quits) != block.count(b"\n") or any(
+            number >= len(self._quits[member]) for number in quits
+        ):
+            self._unexpected(member, block)
+        for number in quits:
+            self._quits[member][number] += 1
 
     def _unexpected(self, member: int, block: bytes) -> None:
         for line in block.splitlines(keepends=True):
@@ -362,20 +384,23 @@ def run_chat(
     *,
     window: int = DEFAULT_WINDOW,
     sendq: int = DEFAULT_SENDQ,
+    stalled: int = 0,
 ) -> ChatResult:
     """Fan ``messages`` (all senders together) out to ``members``, for at most ``duration`` s.
 
     Warms the server first (one connect/close, the same for every server).
     ``sendq`` is the server's ``--sendq``: the window must fit in it. Raises
-    ``DeliveryError`` if any member misses, repeats or reorders a message.
+    ``DeliveryError`` if any member misses, repeats or reorders a message,
+    or if one of the ``stalled`` clients is not dropped.
     """
-    verifier = Verifier(members, senders)
+    verifier = Verifier(members, senders, stalled)
     # The longest line a member can get (a nick no longer than any member's).
     line = len(_format(f":m{members - 1}!u@127.0.0.1 ", senders - 1, messages, time.monotonic()))
     if senders * window * line > sendq // 2:
         raise ValueError(f"{senders} senders x window {window} could overflow a {sendq}-byte SendQ")
     server.warm_up()
     setup_start = time.monotonic()
+    stalled_socks = [_join_and_stall(server.port, number) for number in range(stalled)]
     socks = open_clients(server.port, members, channel=CHANNEL)
     try:
         synchronise(socks)
@@ -390,8 +415,28 @@ def run_chat(
             setup=setup,
         )
     finally:
-        for sock in socks:
+        for sock in socks + stalled_socks:
             sock.close()
+
+
+def _join_and_stall(port: int, number: int) -> socket.socket:
+    """A client ``stalled<number>`` in the channel that reads nothing after joining.
+
+    Its receive buffer is tiny, so the kernel takes little on its behalf
+    and what the server sends it piles up in the server's SendQ.
+    """
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(SETUP_TIMEOUT)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(
+        f"NICK stalled{number}\r\nUSER u 0 * :stalled\r\nJOIN {CHANNEL}\r\n"
+        "PING :registered\r\n".encode()
+    )
+    state = _Joining(number)
+    while not _read_to_marker(sock, state, b" :registered\r\n"):
+        pass
+    return sock
 
 
 def _format(prefix: str, sender: int, seq: int, now: float) -> bytes:

@@ -10,7 +10,7 @@ import trio
 
 from echochat.core import CLOSE_GRACE, READ_SIZE, ConnId
 from echochat.hub import ChatHub
-from echochat.options import ServerOptions
+from echochat.options import ServerOptions, set_send_buffer
 
 log = logging.getLogger(__name__)
 
@@ -18,10 +18,12 @@ log = logging.getLogger(__name__)
 class ChatService:
     def __init__(self, options: ServerOptions) -> None:
         self.hub = ChatHub(options, clock=trio.current_time)
+        self.send_buffer = options.send_buffer
 
     async def handle_client(self, stream: trio.SocketStream) -> None:
         try:
             host = stream.socket.getpeername()[0]
+            set_send_buffer(stream.socket, self.send_buffer)
         except OSError:
             return  # Gone before we got to it.
         connection = ChatConnection(stream)
