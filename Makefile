@@ -39,6 +39,12 @@ imports: $(BIN)/echochat
 pytest: $(BIN)/echochat
 	$(BIN)/pytest
 
+# The docs site (Sphinx, MyST, furo): warnings are errors, references nitpicky.
+# `make test` builds it too (tests/test_docs.py), checks its links and opens it in Chromium.
+.PHONY: docs
+docs: $(BIN)/echochat
+	$(BIN)/sphinx-build -W --keep-going -n -b html docs docs/_build/html
+
 # The comparison: the shared contract suite per implementation, then a quick
 # benchmark matrix (under 5 minutes on 2 cores); figures go to build/compare.
 compare: $(BIN)/echochat
