@@ -36,7 +36,14 @@ typecheck: $(BIN)/echochat
 imports: $(BIN)/echochat
 	$(BIN)/lint-imports
 
-pytest: $(BIN)/echochat
+# System packages the tests need, listed in .ci/debian-packages (CI starts from a fresh
+# Debian machine); installed with apt-get when missing, re-checked when the list changes.
+DEBIAN_STAMP := $(VENV)/.debian-packages
+$(DEBIAN_STAMP): .ci/debian-packages .ci/install-debian-packages
+	.ci/install-debian-packages .ci/debian-packages
+	@mkdir -p $(VENV) && touch $@
+
+pytest: $(BIN)/echochat $(DEBIAN_STAMP)
 	$(BIN)/pytest
 
 # The docs site (Sphinx, MyST, furo): warnings are errors, references nitpicky.
