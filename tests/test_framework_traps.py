@@ -10,10 +10,12 @@ import asyncio
 import socket
 import subprocess
 import sys
+import time
 from functools import partial
 from pathlib import Path
 
 import anyio
+import anyio.abc
 import psutil
 import pytest
 import trio
@@ -283,3 +285,98 @@ def test_trio_serve_tcp_closes_the_stream_when_the_handler_returns() -> None:
         return received
 
     assert trio.run(scenario) == b""  # EOF: serve_tcp closed it.
+
+
+def _send_in_pieces(sock: socket.socket, payload: bytes) -> None:
+    """Send ``payload`` in small pieces with pauses, so the receiver often waits for more."""
+    for start in range(0, len(payload), 4096):
+        sock.sendall(payload[start : start + 4096])
+        if start % 32768 == 0:
+            time.sleep(0.003)  # Longer than the receiver's deadline: shapes the load.
+    sock.shutdown(socket.SHUT_WR)
+
+
+PAYLOAD = bytes(range(256)) * 4096  # 1 MiB with a pattern: loss or reordering shows
+
+
+def test_receives_cut_off_by_a_deadline_lose_no_bytes() -> None:
+    """Why the adapters can wait for input only until the core's next deadline.
+
+    Each framework's receive waits for readability first and takes bytes
+    only after: trio's SocketStream.receive_some (trio/_socket.py,
+    _nonblocking_helper), anyio's SocketStream.receive on both backends
+    (anyio/_backends/_asyncio.py waits on its protocol's read event; on trio
+    it is trio's), asyncio's StreamReader.read (asyncio/streams.py,
+    _wait_for_data before taking from its buffer). So a receive cancelled by
+    a deadline has taken nothing, and the next one gets every byte, in order.
+    A 1 ms deadline per receive makes hundreds of cancellations likely.
+    """
+
+    def check(received: bytes, cancelled: int) -> None:
+        assert received == PAYLOAD
+        assert cancelled > 0
+
+    async def trio_scenario() -> None:
+        left, right = socket.socketpair()
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(left))
+        received, cancelled = bytearray(), 0
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.to_thread.run_sync, _send_in_pieces, right, PAYLOAD)
+            while True:
+                with trio.move_on_at(trio.current_time() + 0.001) as waiting:
+                    data = await stream.receive_some(65536)
+                if waiting.cancelled_caught:
+                    cancelled += 1
+                elif data:
+                    received += data
+                else:
+                    break
+        await stream.aclose()
+        right.close()
+        check(bytes(received), cancelled)
+
+    async def anyio_scenario() -> None:
+        left, right = socket.socketpair()
+        async with await anyio.abc.UNIXSocketStream.from_socket(left) as stream:
+            received, cancelled = bytearray(), 0
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(anyio.to_thread.run_sync, _send_in_pieces, right, PAYLOAD)
+                while True:
+                    with anyio.CancelScope(deadline=anyio.current_time() + 0.001) as waiting:
+                        try:
+                            data = await stream.receive(65536)
+                        except anyio.EndOfStream:
+                            break
+                    if waiting.cancelled_caught:
+                        cancelled += 1
+                    else:
+                        received += data
+        right.close()
+        check(bytes(received), cancelled)
+
+    async def asyncio_scenario() -> None:
+        left, right = socket.socketpair()
+        reader, writer = await asyncio.open_connection(sock=left)
+        loop = asyncio.get_running_loop()
+        sending = asyncio.create_task(asyncio.to_thread(_send_in_pieces, right, PAYLOAD))
+        received, cancelled = bytearray(), 0
+        while True:
+            try:
+                async with asyncio.timeout_at(loop.time() + 0.001):
+                    data = await reader.read(65536)
+            except TimeoutError:
+                cancelled += 1
+                continue
+            if not data:
+                break
+            received += data
+        await sending
+        writer.close()
+        await writer.wait_closed()
+        right.close()
+        check(bytes(received), cancelled)
+
+    trio.run(trio_scenario)
+    anyio.run(anyio_scenario, backend="asyncio")
+    anyio.run(anyio_scenario, backend="trio")
+    asyncio.run(asyncio_scenario())
