@@ -145,7 +145,7 @@ def lexer_for(path: Path) -> Lexer:
 def file_body(root: Path, path: PurePosixPath) -> str:
     """The page of one file: its path and its text, highlighted, one ``L-<n>`` anchor a line."""
     source = root / path
-    heading = f"<h1><code>{html.escape(str(path))}</code></h1>"
+    heading = f"<h1 class='repo-file-title'><code>{html.escape(str(path))}</code></h1>"
     data = source.read_bytes()
     if len(data) > MAX_RENDERED_BYTES:
         return heading + f"<p>{len(data):,} bytes: too large to show here.</p>"
@@ -176,7 +176,8 @@ def directory_body(root: Path, path: PurePosixPath) -> str:
         items.append(
             f'<li><a href="{html.escape(target)}"><code>{html.escape(name)}</code></a></li>'
         )
-    return f"<h1><code>{html.escape(str(path))}/</code></h1><ul>{''.join(items)}</ul>"
+    heading = f"<h1 class='repo-file-title'><code>{html.escape(str(path))}/</code></h1>"
+    return f"{heading}<ul>{''.join(items)}</ul>"
 
 
 def pages_of(root: Path, path: PurePosixPath) -> Iterator[tuple[PurePosixPath, bool]]:
