@@ -1,10 +1,12 @@
-"""``asyncio.timeout()`` and ``Timeout.reschedule()`` (3.11+).
+"""``asyncio.timeout_at()``, ``Timeout.reschedule()`` and ``expired()`` (3.11+).
 
-A deadline that can move is what an idle timer needs: each line received
-pushes it back. ``asyncio.timeout`` converts the cancellation it causes into
-``TimeoutError`` (the builtin: ``asyncio.TimeoutError`` is an alias since
-3.11). Lib/asyncio/timeouts.py; the asyncio adapter uses it for its close
-grace (``close_stream`` in impls/echochat/asyncio_impl/server.py).
+The asyncio adapter waits for input only until the core's next deadline with
+``asyncio.timeout_at(hub.deadline(conn))`` (``read_loop`` in
+impls/echochat/asyncio_impl/chat.py). The context manager turns the
+cancellation it causes into ``TimeoutError``, the builtin one since 3.11
+(``asyncio.TimeoutError`` is an alias), which is a subclass of ``OSError``:
+so the adapter asks ``expired()`` to tell its own deadline from a kernel
+ETIMEDOUT. Lib/asyncio/timeouts.py; cpython#86579 (bpo-42413).
 
 Prints one JSON object; its "outcome" is a cell of docs/design/version_matrix.json.
 """
@@ -16,14 +18,14 @@ import json
 
 
 async def main() -> dict[str, object]:
-    if not hasattr(asyncio, "timeout"):
+    if not hasattr(asyncio, "timeout_at"):
         return {"outcome": "absent"}
     loop = asyncio.get_running_loop()
     started = loop.time()
     raised = "nothing"
     expired = False
     try:
-        async with asyncio.timeout(None) as scope:
+        async with asyncio.timeout_at(None) as scope:
             # No deadline yet; then one that has already passed.
             scope.reschedule(loop.time())
             await asyncio.sleep(30)
@@ -32,10 +34,11 @@ async def main() -> dict[str, object]:
         expired = scope.expired()
     elapsed = loop.time() - started
     builtin = asyncio.TimeoutError is TimeoutError
-    if raised == "TimeoutError" and expired and builtin and elapsed < 10:
-        outcome = "reschedulable; raises builtin TimeoutError"
+    oserror = issubclass(asyncio.TimeoutError, OSError)
+    if raised == "TimeoutError" and expired and builtin and oserror and elapsed < 10:
+        outcome = "reschedulable; raises the builtin TimeoutError, an OSError"
     else:
-        outcome = f"raised {raised}, expired={expired}, builtin={builtin}"
+        outcome = f"raised {raised}, expired={expired}, builtin={builtin}, OSError={oserror}"
     return {"outcome": outcome, "elapsed": round(elapsed, 3)}
 
 
