@@ -39,7 +39,7 @@ async def serve(options: ServerOptions, drain: bool = True) -> None:
         server = await asyncio.start_server(on_connect, options.host, options.port)
         announce_listening(server.sockets[0].getsockname())
         await stop.wait()
-        server.close()  # Stop accepting; before 3.13 this leaves connections open.
+        server.close()  # Stop accepting; connections stay open (3.13 adds close_clients()).
         service.shutdown()
     await server.wait_closed()
 

@@ -31,7 +31,7 @@ async def serve(options: ServerOptions) -> None:
     server = await loop.create_server(service.protocol_factory, options.host, options.port)
     announce_listening(server.sockets[0].getsockname())
     await stop.wait()
-    server.close()  # Stop accepting; before 3.13 this leaves connections open.
+    server.close()  # Stop accepting; connections stay open (3.13 adds close_clients()).
     service.shutdown()
     await wait_closed(service.connections)
     await server.wait_closed()
