@@ -2,15 +2,16 @@
 
 Nothing here lists the states or the transitions by hand. ``explore()`` starts
 a ``ChatServer`` with the default ``Limits``, connects one client, and applies
-every event of a small alphabet (the lines a client sends, the passing of time
-up to the core's own ``deadline()``, a flood, the peer closing, the server
-shutting down, other members filling its SendQ) to every state it reaches,
-breadth first, on copies of the server. It names each state from the client's
+every event of a small alphabet (the lines a client sends, an HTTP request,
+the passing of time up to the core's own ``deadline()``, a flood, the peer
+closing, the server shutting down, other members filling its SendQ) to every
+state it reaches, breadth first, on copies of the server. It names each state from the client's
 fields (``registered``, ``negotiating_caps``, ``ping_sent_at``) and each
 ending from the farewell of the core's ``Close`` effect. So a change to the
 core (a new timer, a renamed reason, a different registration rule) changes
-the diagram at the next build. The design pages show the result through the
-``client-states`` directive of ``designpages``.
+the diagram at the next build; tests/test_client_states.py checks that every
+farewell the core can send is reached. The design pages show the result
+through the ``client-states`` directive of ``designpages``.
 
 It reads the core's private ``_clients`` to name states: a documentation tool
 may look inside; the adapters never do.
@@ -110,6 +111,7 @@ EVENTS = (
     Event("JOIN", lambda w: line(w, f"JOIN {CHANNEL}"), line=True),
     Event(ANY_LINE, lambda w: line(w, "PONG :echochat.local"), line=True),
     Event("QUIT", lambda w: line(w, "QUIT :bye"), line=True),
+    Event("HTTP request line", lambda w: line(w, "GET / HTTP/1.1"), line=True),
     Event("silence", time_passes, timer=True),
     Event("flood", flood),
     Event("others fill its SendQ", others_fill_sendq),
