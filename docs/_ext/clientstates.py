@@ -423,7 +423,8 @@ def svg(life: Life, outcomes: list[tuple[str, str]]) -> str:
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" class="client-states" role="img" '
         f'viewBox="0 0 {right:.0f} {height:.0f}" width="100%" '
-        f'style="max-width:{right:.0f}px" '
+        # Scaled to the column, but no smaller than its labels can be read (a phone scrolls).
+        f'style="max-width:{right:.0f}px;min-width:{min(right, 620):.0f}px" '
         f'font-family="sans-serif" font-size="{FONT}">'
         "<title>A chat client's states, found by driving the sans-I/O core</title>"
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" '

@@ -182,7 +182,8 @@ class ClientStates(SphinxDirective):
         outcomes = clientstates.connect_outcomes()
         figure = nodes.raw(
             "",
-            f'<div class="client-states-figure">{clientstates.svg(life, outcomes)}</div>',
+            '<div class="client-states-figure" style="overflow-x:auto">'
+            f"{clientstates.svg(life, outcomes)}</div>",
             format="html",
         )
         headers = ["Event", *life.live]
