@@ -37,6 +37,11 @@ _HTTP_WORDS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "CONNECT", "PATCH", "TRACE", "HOST:"}
 )
 
+# A token counts as whole within this much: deadline() computes when the
+# bucket holds one from the same floats that handle_timer() then adds up, and
+# rounding could leave it a hair short, so the adapter would wake again at once.
+_TOKEN_ROUNDING = 1e-9
+
 Seconds = float
 """A reading of the adapter's monotonic clock; the core only compares and subtracts them."""
 
@@ -257,9 +262,9 @@ class ChatServer:
             if client.conn not in self._clients or client.overflowed:
                 return  # QUIT or SendQ earlier on: the rest is not executed.
             if limits.flood_rate:
-                if client.tokens < 1:
+                if client.tokens < 1 - _TOKEN_ROUNDING:
                     break
-                client.tokens -= 1
+                client.tokens = max(client.tokens - 1, 0.0)
             event = client.inbox.popleft()
             client.inbox_bytes -= self._size(event)
             if isinstance(event, LineTooLong):
