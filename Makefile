@@ -65,5 +65,21 @@ bench: $(BIN)/echochat
 experiments: $(BIN)/echochat
 	$(BIN)/echochat experiment all
 
+# Coverage-guided fuzzing of the framing and parsing layer with atheris (not part
+# of `make test` or CI). FUZZ_SECONDS is the total, shared by FUZZ_TARGETS; the
+# corpus grows in build/fuzz/corpus, crashing inputs land in build/fuzz/crashes.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= framing message
+.PHONY: fuzz
+fuzz: $(BIN)/echochat
+	@$(BIN)/python -c 'import atheris' 2>/dev/null || $(BIN)/python -m pip install --quiet --editable '.[fuzz]'
+	@set -e; share=$$(( $(FUZZ_SECONDS) / $(words $(FUZZ_TARGETS)) )); \
+	for target in $(FUZZ_TARGETS); do \
+		mkdir -p build/fuzz/corpus/$$target build/fuzz/crashes; \
+		echo "fuzz/fuzz_$$target.py for $$share s"; \
+		$(BIN)/python fuzz/fuzz_$$target.py -max_total_time=$$share -print_final_stats=1 \
+			-artifact_prefix=build/fuzz/crashes/$$target- build/fuzz/corpus/$$target fuzz/corpus/$$target; \
+	done
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache
