@@ -11,11 +11,6 @@ from echochat.core import ChatServer, Limits, Send
 from echochat.core.message import parse
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="chat.py _cmd_user keeps the ':' left at the front of a username once '@' and '!'"
-    " are removed; remove this mark with the fix (fuzz/README.md, finding 1)",
-)
 @pytest.mark.parametrize("username", ["@:x", "!:x", "@!:x"])
 def test_a_username_cannot_shift_the_whois_and_who_parameters(username: str) -> None:
     """311 and 352 carry the username as a middle parameter, where a leading ':'

@@ -531,7 +531,9 @@ class ChatServer:
         self._need(params, 4, "USER")
         if client.registered:
             raise CommandError("462", [], "You may not reregister")
-        client.user = params[0].translate(_USER_FORBIDDEN)[:USERLEN] or "user"
+        # Without '@' and '!' a name like "@:x" would start with ':', which in
+        # the middle parameter of 311 and 352 would begin the trailing one.
+        client.user = params[0].translate(_USER_FORBIDDEN).lstrip(":")[:USERLEN] or "user"
         client.realname = params[3]
         self._try_register(client)
 
