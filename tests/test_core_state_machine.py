@@ -1,0 +1,480 @@
+"""A Hypothesis state machine fuzzing the chat core through random interleavings of events.
+
+The machine plays an adapter around ``ChatServer``: it connects clients from
+a few hosts, feeds them commands, garbage and keepalive replies, loses
+connections, reports sent bytes (or stalls, as a client that stops reading
+would), lets the clock run (firing each connection's timer at its deadline,
+or late, as a busy adapter would) and shuts the server down. After every
+step it checks the invariants that must hold whatever the input:
+
+* the nick and channel tables agree with each other and with the clients;
+* every effect goes to a known connection and none follows its Close;
+* every line sent is CR LF ended, within ``max_line``, UTF-8, with no stray
+  CR, LF or NUL; the SendQ accounting matches what was sent and reported;
+* no deadline is left overdue after the timers ran (or an adapter would
+  spin), and a timer that fires early does nothing;
+* the admission rules (max_clients, max_per_ip, shutdown) and LUSERS agree
+  with a model of who is connected and registered;
+* keepalive replies come back in order, none twice, none lost;
+* whole input equals piecewise input: a twin server gets every event too,
+  but each receive_data cut into random pieces, and must return the same
+  effects and deadlines.
+
+Its default run is short so that ``make test`` stays fast. Run it longer with
+``ECHOCHAT_FUZZ_EXAMPLES`` (examples) and ``ECHOCHAT_FUZZ_STEPS`` (steps per
+example), e.g. ``ECHOCHAT_FUZZ_EXAMPLES=20000 .venv/bin/pytest
+tests/test_core_state_machine.py --timeout 0``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import re
+from collections import Counter
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from core_helpers import CREATED, check_output_line, fold, parse_line, split_lines
+from echochat.core import ChatServer, Close, ConnId, Effect, Limits, LineTooLong, Send
+
+EXAMPLES = int(os.environ.get("ECHOCHAT_FUZZ_EXAMPLES", "30"))
+STEPS = int(os.environ.get("ECHOCHAT_FUZZ_STEPS", "40"))
+
+SERVER = "fuzz.example"
+# An IPv6 loopback too: the core writes it 0::1, and must count it as one host.
+HOSTS = ["10.0.0.1", "10.0.0.2", "::1"]
+NICKS = ["alice", "ALICE", "bob", "c[a]rol", "dave", "x" * 17, "9bad"]
+CHANNELS = ["#a", "#A", "#chan", "#b", "#a,#b", "bad", "#" + "c" * 60]
+KEEPALIVE_TOKEN = re.compile(r"k\d+")
+
+TEXT = st.one_of(
+    st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\r\n"), max_size=20),
+    st.sampled_from(["", ":", " : ", "é" * 300, "\U0001f600" * 150, "x" * 600, "a\tb\x01c"]),
+)
+
+
+@st.composite
+def command_lines(draw: st.DrawFn) -> bytes:
+    """One or a few client lines: mostly valid commands, with odd parameters."""
+    nick = st.sampled_from(NICKS)
+    channel = st.sampled_from(CHANNELS)
+    target = st.one_of(nick, channel, st.just("alice,#a,alice"))
+    line = draw(
+        st.one_of(
+            st.builds("NICK {}".format, nick),
+            st.builds("USER {} 0 * :{}".format, nick, TEXT),
+            st.builds("JOIN {}".format, st.one_of(channel, st.just("0"))),
+            st.builds("PART {} :{}".format, channel, TEXT),
+            st.builds("PRIVMSG {} :{}".format, target, TEXT),
+            st.builds("NOTICE {} :{}".format, target, TEXT),
+            st.builds("TOPIC {} :{}".format, channel, TEXT),
+            st.builds("TOPIC {}".format, channel),
+            st.builds("QUIT :{}".format, TEXT),
+            st.builds("{} {}".format, st.sampled_from(["NAMES", "WHO", "WHOIS", "MODE"]), target),
+            st.sampled_from(
+                ["CAP LS 302", "CAP END", "CAP REQ :x", "PING zz", "PONG", "LUSERS", "QUIT", ""]
+            ),
+        )
+    )
+    count = draw(st.integers(1, 3))
+    return (f"{line}\r\n" * count).encode()
+
+
+GARBAGE = st.one_of(
+    st.binary(max_size=80),
+    st.lists(
+        st.sampled_from(
+            [
+                b"\n",
+                b"\r",
+                b"\r\n",
+                b"\0",
+                b"\xff",
+                b"\xc3",
+                b"\xe2\x82",
+                b" ",
+                b":",
+                b"@t ",
+                b"PRIVMSG #a :",
+                b"NICK ",
+                b"x" * 70,
+                b"y" * 600,
+                "é".encode(),
+            ]
+        ),
+        max_size=10,
+    ).map(b"".join),
+)
+
+
+@st.composite
+def limits(draw: st.DrawFn) -> Limits:
+    """Small limits, so that every policy and queue is reached within a few steps."""
+    max_line = draw(st.sampled_from([64, 100, 512]))
+    return Limits(
+        max_line=max_line,
+        sendq=max_line * draw(st.sampled_from([1, 3, 20])),
+        max_clients=draw(st.sampled_from([3, 6, 50])),
+        server_name=SERVER,
+        registration_timeout=draw(st.sampled_from([0, 5.0, 30.0])),
+        ping_interval=draw(st.sampled_from([0, 4.0, 30.0])),
+        ping_timeout=draw(st.sampled_from([1.5, 3.0])),
+        flood_burst=draw(st.sampled_from([1, 3, 20])),
+        flood_rate=draw(st.sampled_from([0, 2.0, 5.0])),
+        recvq=max_line * draw(st.sampled_from([1, 2, 10])),
+        max_per_ip=draw(st.sampled_from([0, 1, 3])),
+    )
+
+
+def pieces(data: bytes, cuts: list[int]) -> list[bytes]:
+    bounds = [0, *sorted(cut % (len(data) + 1) for cut in cuts), len(data)]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+def check_tables(server: ChatServer) -> None:
+    """The nick and channel tables agree with each other and with the clients.
+
+    This needs the core's private tables: no public call lists them all.
+    """
+    clients = server._clients
+    for key, owner in server._nicks.items():
+        assert clients.get(owner.conn) is owner, f"nick {key!r} of a gone client"
+        assert owner.nick is not None
+        assert fold(owner.nick) == key
+    for client in clients.values():
+        if client.nick is not None:
+            assert server._nicks[fold(client.nick)] is client
+    for key, channel in server._channels.items():
+        assert fold(channel.name) == key
+        assert channel.members, f"empty channel {key}"
+        for conn, member in channel.members.items():
+            assert clients.get(conn) is member, f"{key} holds a gone client"
+            assert member.registered
+            assert member.channels[key] is channel
+    for client in clients.values():
+        for key, channel in client.channels.items():
+            assert server._channels[key] is channel
+            assert client.conn in channel.members
+    assert server._connections_per_host == Counter(client.host for client in clients.values())
+
+
+class ChatMachine(RuleBasedStateMachine):
+    """Drives a ChatServer (and its piecewise-fed twin) as an adapter would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 5000.0
+        self.known: list[ConnId] = []
+        self.open: set[ConnId] = set()
+        self.host: dict[ConnId, str] = {}
+        self.welcomed: set[ConnId] = set()
+        self.stalled: set[ConnId] = set()
+        # Bytes handed over in Sends and not yet reported with data_sent: the SendQ.
+        self.unsent: Counter[ConnId] = Counter()
+        self.pings: dict[ConnId, list[str]] = {}
+        self.pongs: dict[ConnId, list[str]] = {}
+        self.next_token = 0
+        self.shut_down = False
+
+    @initialize(chosen=limits())
+    def start(self, chosen: Limits) -> None:
+        self.limits = chosen
+        self.server = ChatServer(chosen, created=CREATED)
+        self.twin = ChatServer(chosen, created=CREATED)
+
+    # -- Playing the adapter -----------------------------------------------------------
+
+    def apply(self, effects: list[Effect]) -> None:
+        for effect in effects:
+            assert effect.conn in self.host, f"effect for an unknown connection: {effect!r}"
+            assert effect.conn in self.open, f"effect after Close: {effect!r}"
+            if isinstance(effect, Send):
+                self.unsent[effect.conn] += len(effect.data)
+                for line in split_lines(effect.data):
+                    self.observe(effect.conn, check_output_line(line, self.limits.max_line))
+            else:
+                self.close(effect)
+        # Readers take all they were sent; stalled clients leave it queued.
+        for conn in sorted(self.open - self.stalled):
+            self.report_sent(conn, self.unsent[conn])
+
+    def close(self, effect: Close) -> None:
+        if effect.farewell:
+            farewell = check_output_line(effect.farewell, self.limits.max_line)
+            assert farewell.startswith("ERROR :"), farewell
+        # Only a SendQ overflow drops what was queued.
+        assert effect.flush == (effect.farewell != b"ERROR :Closing link (SendQ exceeded)\r\n")
+        self.open.discard(effect.conn)
+        self.welcomed.discard(effect.conn)
+        self.stalled.discard(effect.conn)
+        del self.unsent[effect.conn]
+
+    def observe(self, conn: ConnId, line: str) -> None:
+        message = parse_line(line)
+        if message.prefix != SERVER:
+            return
+        if message.command == "001":
+            assert conn not in self.welcomed, "welcomed twice"
+            self.welcomed.add(conn)
+        elif message.command == "PONG" and KEEPALIVE_TOKEN.fullmatch(message.params[-1]):
+            self.pongs[conn].append(message.params[-1])
+
+    def report_sent(self, conn: ConnId, nbytes: int) -> None:
+        if nbytes:
+            self.server.data_sent(conn, nbytes)
+            self.twin.data_sent(conn, nbytes)
+            self.unsent[conn] -= nbytes
+
+    def both(self, call: str, conn: ConnId) -> None:
+        """``handle_timer`` or ``connection_lost`` on both servers, which must agree."""
+        if call == "timer":
+            effects = self.server.handle_timer(conn, self.now)
+            assert self.twin.handle_timer(conn, self.now) == effects
+        else:
+            effects = self.server.connection_lost(conn)
+            assert self.twin.connection_lost(conn) == effects
+        self.apply(effects)
+
+    def feed(self, conn: ConnId, data: bytes, cuts: list[int]) -> list[Effect]:
+        """``data`` whole to the server, in pieces to the twin: the effects must be equal."""
+        effects = self.server.receive_data(conn, data, self.now)
+        piecewise: list[Effect] = []
+        for piece in pieces(data, cuts):
+            piecewise += self.twin.receive_data(conn, piece, self.now)
+        assert piecewise == effects, f"whole {data!r} vs pieces {pieces(data, cuts)!r}"
+        self.apply(effects)
+        self.fire_overdue()
+        return effects
+
+    def fire_overdue(self) -> None:
+        """Fire, once, the timer of every connection whose deadline is not in the future."""
+        for conn in sorted(self.open):
+            deadline = self.server.deadline(conn)
+            if deadline is not None and deadline <= self.now:
+                self.fire(conn)
+
+    def fire(self, conn: ConnId) -> None:
+        self.both("timer", conn)
+        deadline = self.server.deadline(conn)
+        assert deadline is None or deadline > self.now, (
+            f"handle_timer({conn}, {self.now!r}) left deadline {deadline!r}: an adapter would spin"
+        )
+
+    def pick(self, index: int) -> ConnId:
+        # Any connection ever made: the closed ones too, which must be ignored.
+        return self.known[index % len(self.known)]
+
+    # -- Rules -------------------------------------------------------------------------
+
+    @rule(host=st.sampled_from(HOSTS))
+    def connect(self, host: str) -> None:
+        conn, effects = self.server.connect(host, self.now)
+        assert self.twin.connect(host, self.now) == (conn, effects)
+        assert conn not in self.host, "a connection id was reused"
+        self.known.append(conn)
+        self.host[conn] = f"0{host}" if host.startswith(":") else host
+        per_host = sum(1 for other in self.open if self.host[other] == self.host[conn])
+        if self.shut_down:
+            expected = "Server shutting down"
+        elif len(self.open) >= self.limits.max_clients:
+            expected = "Closing link (Server is full)"
+        elif self.limits.max_per_ip and per_host >= self.limits.max_per_ip:
+            expected = "Closing link (Too many connections from your IP)"
+        else:
+            expected = ""
+        self.open.add(conn)
+        self.pings[conn], self.pongs[conn] = [], []
+        if expected:
+            assert effects == [Close(conn, f"ERROR :{expected}\r\n".encode(), flush=True)]
+        else:
+            assert effects == []
+        self.apply(effects)
+
+    @precondition(lambda self: self.known)
+    @rule(index=st.integers(0), nick=st.sampled_from(NICKS), cuts=st.lists(st.integers(0)))
+    def register(self, index: int, nick: str, cuts: list[int]) -> None:
+        line = f"NICK {nick}\r\nUSER {nick} 0 * :{nick}\r\n".encode()
+        self.feed(self.pick(index), line, cuts)
+
+    @precondition(lambda self: self.known)
+    @rule(index=st.integers(0), data=command_lines(), cuts=st.lists(st.integers(0)))
+    def command(self, index: int, data: bytes, cuts: list[int]) -> None:
+        self.feed(self.pick(index), data, cuts)
+
+    @precondition(lambda self: self.known)
+    @rule(index=st.integers(0), data=GARBAGE, cuts=st.lists(st.integers(0)))
+    def garbage(self, index: int, data: bytes, cuts: list[int]) -> None:
+        self.feed(self.pick(index), data, cuts)
+
+    @precondition(lambda self: self.known)
+    @rule(index=st.integers(0), cuts=st.lists(st.integers(0)))
+    def keepalive(self, index: int, cuts: list[int]) -> None:
+        """A PING with a fresh token, after a line end that completes any partial garbage."""
+        conn = self.pick(index)
+        token = f"k{self.next_token}"
+        self.next_token += 1
+        if conn in self.open:
+            self.pings[conn].append(token)
+        self.feed(conn, f"\r\nPING {token}\r\n".encode(), cuts)
+
+    @precondition(lambda self: self.known and not self.limits.flood_rate)
+    @rule(index=st.integers(0))
+    def lusers(self, index: int) -> None:
+        """LUSERS counts what the model counts (as of before the call: it is the only line)."""
+        conn = self.pick(index)
+        users = len(self.open & self.welcomed)
+        unknown = len(self.open) - users
+        channels = self.server.channel_count
+        effects = self.feed(conn, b"LUSERS\r\n", [])
+        replies = [
+            parse_line(line.decode().rstrip("\r\n"))
+            for effect in effects
+            if isinstance(effect, Send) and effect.conn == conn
+            for line in split_lines(effect.data)
+        ]
+        counts = {m.command: m for m in replies if m.command in ("251", "253", "254", "255")}
+        if not counts:
+            return  # Not registered, or the line finished a partial one.
+        assert counts["251"].params[-1].startswith(f"There are {users} users ")
+        assert ("253" in counts) == (unknown > 0)
+        if unknown:
+            assert counts["253"].params[1] == str(unknown)
+        assert counts["254"].params[1] == str(channels)
+        assert counts["255"].params[-1] == f"I have {users + unknown} clients and 0 servers"
+
+    @precondition(lambda self: self.known)
+    @rule(index=st.integers(0))
+    def disconnect(self, index: int) -> None:
+        conn = self.pick(index)
+        self.both("lost", conn)
+        assert conn not in self.open
+
+    @precondition(lambda self: self.open)
+    @rule(index=st.integers(0))
+    def stall(self, index: int) -> None:
+        self.stalled.add(sorted(self.open)[index % len(self.open)])
+
+    @precondition(lambda self: self.stalled)
+    @rule(index=st.integers(0), share=st.sampled_from([0.0, 0.3, 1.0]), resume=st.booleans())
+    def read(self, index: int, share: float, resume: bool) -> None:
+        """A stalled client reads part of its queue, and perhaps reads promptly again."""
+        conn = sorted(self.stalled)[index % len(self.stalled)]
+        self.report_sent(conn, int(self.unsent[conn] * share))
+        if resume:
+            self.stalled.discard(conn)
+            self.report_sent(conn, self.unsent[conn])
+
+    @rule(seconds=st.sampled_from([0.01, 0.2, 0.5, 1.0, 1.5, 3.0, 5.0, 40.0]), late=st.booleans())
+    def advance(self, seconds: float, late: bool) -> None:
+        """Time passes: timers fire at their deadlines, or all at the end for a late adapter."""
+        end = self.now + seconds
+        while not late:
+            due = [
+                (deadline, conn)
+                for conn in self.open
+                if (deadline := self.server.deadline(conn)) is not None and deadline <= end
+            ]
+            if not due:
+                break
+            self.now, conn = min(due)
+            self.fire(conn)
+        self.now = end
+        self.fire_overdue()
+
+    @precondition(lambda self: self.known)
+    @rule(index=st.integers(0))
+    def early_wakeup(self, index: int) -> None:
+        """A timer that fires before the deadline (adapters may wake early) does nothing."""
+        conn = self.pick(index)
+        deadline = self.server.deadline(conn)
+        assert self.server.handle_timer(conn, self.now) == []
+        assert self.twin.handle_timer(conn, self.now) == []
+        after = self.server.deadline(conn)
+        # The bucket is recomputed as of now: the same instant, give or take rounding.
+        assert (after is None) == (deadline is None)
+        assert after is None or deadline is None or math.isclose(after, deadline, abs_tol=1e-9)
+
+    @rule(go=st.integers(0, 3))
+    def shutdown(self, go: int) -> None:
+        if go:
+            return  # Rarely, so that most runs get far before it.
+        open_before = set(self.open)
+        effects = self.server.shutdown()
+        assert self.twin.shutdown() == effects
+        farewell = b"ERROR :Server shutting down\r\n"
+        assert effects == [Close(conn, farewell, flush=True) for conn in sorted(open_before)]
+        self.apply(effects)
+        self.shut_down = True
+
+    # -- Invariants --------------------------------------------------------------------
+
+    @invariant()
+    def tables_are_consistent(self) -> None:
+        if not hasattr(self, "server"):
+            return
+        check_tables(self.server)
+        assert self.server.client_count == len(self.open)
+        assert self.twin.client_count == len(self.open)
+        assert self.twin.channel_count == self.server.channel_count
+        assert self.server.client_count <= self.limits.max_clients
+        if self.shut_down:
+            assert self.server.channel_count == 0
+
+    @invariant()
+    def queues_are_accounted(self) -> None:
+        if not hasattr(self, "server"):
+            return
+        limits = self.limits
+        for conn, client in self.server._clients.items():
+            # The SendQ is what was sent and not reported; never negative, never over.
+            assert client.queued == self.unsent[conn]
+            assert 0 <= client.queued <= limits.sendq
+            # The RecvQ: its byte count matches its lines and stays within recvq.
+            assert client.inbox_bytes == sum(
+                limits.max_line if isinstance(e, LineTooLong) else len(e.data) + 2
+                for e in client.inbox
+            )
+            assert 0 <= client.inbox_bytes <= limits.recvq
+            assert not client.inbox or limits.flood_rate
+            assert client.framer.buffered < limits.max_line
+            assert 0 <= client.tokens <= limits.flood_burst
+        if limits.max_per_ip:
+            hosts = Counter(self.host[conn] for conn in self.open)
+            assert max(hosts.values(), default=0) <= limits.max_per_ip
+
+    @invariant()
+    def deadlines_agree_and_are_in_the_future(self) -> None:
+        if not hasattr(self, "server"):
+            return
+        for conn in self.known:
+            deadline = self.server.deadline(conn)
+            assert self.twin.deadline(conn) == deadline
+            if conn not in self.open:
+                assert deadline is None
+            else:
+                assert deadline is None or deadline > self.now
+
+    @invariant()
+    def keepalive_replies_are_in_order_and_none_lost(self) -> None:
+        if not hasattr(self, "server"):
+            return
+        for conn in self.open:
+            sent, answered = self.pings[conn], self.pongs[conn]
+            assert answered == sent[: len(answered)], (sent, answered)
+            if not self.server._clients[conn].inbox:
+                # Nothing waits: every PING ran (the client may be closed instead).
+                assert answered == sent
+
+
+ChatMachine.TestCase.settings = settings(
+    max_examples=EXAMPLES,
+    stateful_step_count=STEPS,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+test_chat_state_machine = ChatMachine.TestCase
