@@ -58,12 +58,12 @@ def harness(**overrides: Any) -> Harness:
 
 def pongs(h: Harness, conn: ConnId) -> list[str]:
     """The tokens of the PONG replies ``conn`` has received since the last take."""
-    tokens = []
+    got = []
     for line in h.take(conn):
         message = parse_line(line)
         assert message.command == "PONG", line
-        tokens.append(message.params[-1])
-    return tokens
+        got.append(message.params[-1])
+    return got
 
 
 def ping_lines(count: int, start: int = 0) -> list[str]:
@@ -527,6 +527,21 @@ def test_deadline_is_the_earliest_policy() -> None:
     h.advance(0.25)
     assert pongs(h, conn) == ["t0"]
     assert h.server.deadline(conn) == 1001.0
+
+
+def test_a_registration_held_back_by_flood_control_leaves_no_deadline_overdue() -> None:
+    """NICK and USER waited longer than the keepalive interval: the timer that finally
+    registers the client must not leave the keepalive overdue (found by the state machine)."""
+    h = harness(flood_rate=4.0, flood_burst=1, ping_interval=2)
+    conn = h.connect()
+    # The first blank line takes the token; the rest run one per 0.25 s, USER at 1002.75.
+    h.send(conn, *[""] * 10, "NICK alice", "USER alice 0 * :A")
+    h.advance(5)
+    lines = h.take(conn)
+    assert f":{SERVER} 422 alice :MOTD File is missing" in lines
+    # Silent since 1000: pinged an interval after registering (1004.75) at the latest.
+    assert KEEPALIVE in lines
+    assert conn not in h.closed
 
 
 # -- LUSERS ----------------------------------------------------------------------------------

@@ -15,6 +15,9 @@ step it checks the invariants that must hold whatever the input:
   spin), and a timer that fires early does nothing;
 * the admission rules (max_clients, max_per_ip, shutdown) and LUSERS agree
   with a model of who is connected and registered;
+* the registration timeout and the keepalive act neither early nor late, as
+  timed by a model that frames each client's input with its own LineFramer
+  (only whole lines are activity);
 * keepalive replies come back in order, none twice, none lost;
 * whole input equals piecewise input: a twin server gets every event too,
   but each receive_data cut into random pieces, and must return the same
@@ -34,54 +37,62 @@ import os
 import re
 from collections import Counter
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from core_helpers import CREATED, check_output_line, fold, parse_line, split_lines
-from echochat.core import ChatServer, Close, ConnId, Effect, Limits, LineTooLong, Send
+from echochat.core import ChatServer, Close, ConnId, Effect, Limits, LineFramer, LineTooLong, Send
 
-EXAMPLES = int(os.environ.get("ECHOCHAT_FUZZ_EXAMPLES", "30"))
+EXAMPLES = int(os.environ.get("ECHOCHAT_FUZZ_EXAMPLES", "100"))
 STEPS = int(os.environ.get("ECHOCHAT_FUZZ_STEPS", "40"))
 
 SERVER = "fuzz.example"
 # An IPv6 loopback too: the core writes it 0::1, and must count it as one host.
 HOSTS = ["10.0.0.1", "10.0.0.2", "::1"]
-NICKS = ["alice", "ALICE", "bob", "c[a]rol", "dave", "x" * 17, "9bad"]
-CHANNELS = ["#a", "#A", "#chan", "#b", "#a,#b", "bad", "#" + "c" * 60]
+# The names the first two clients take come up most, so that commands find them.
+NICKS = ["alice", "alice", "ALICE", "bob", "bob", "c[a]rol", "dave", "x" * 17, "9bad"]
+CHANNELS = ["#a", "#a", "#A", "#chan", "#b", "#a,#b", "bad", "#" + "c" * 60]
 KEEPALIVE_TOKEN = re.compile(r"k\d+")
 
 TEXT = st.one_of(
-    st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\r\n"), max_size=20),
+    st.text(
+        st.characters(blacklist_categories=["Cs"], blacklist_characters="\r\n"),
+        min_size=1,
+        max_size=20,
+    ),
     st.sampled_from(["", ":", " : ", "é" * 300, "\U0001f600" * 150, "x" * 600, "a\tb\x01c"]),
 )
 
 
-@st.composite
-def command_lines(draw: st.DrawFn) -> bytes:
-    """One or a few client lines: mostly valid commands, with odd parameters."""
-    nick = st.sampled_from(NICKS)
-    channel = st.sampled_from(CHANNELS)
-    target = st.one_of(nick, channel, st.just("alice,#a,alice"))
-    line = draw(
-        st.one_of(
-            st.builds("NICK {}".format, nick),
-            st.builds("USER {} 0 * :{}".format, nick, TEXT),
-            st.builds("JOIN {}".format, st.one_of(channel, st.just("0"))),
-            st.builds("PART {} :{}".format, channel, TEXT),
-            st.builds("PRIVMSG {} :{}".format, target, TEXT),
-            st.builds("NOTICE {} :{}".format, target, TEXT),
-            st.builds("TOPIC {} :{}".format, channel, TEXT),
-            st.builds("TOPIC {}".format, channel),
-            st.builds("QUIT :{}".format, TEXT),
-            st.builds("{} {}".format, st.sampled_from(["NAMES", "WHO", "WHOIS", "MODE"]), target),
-            st.sampled_from(
-                ["CAP LS 302", "CAP END", "CAP REQ :x", "PING zz", "PONG", "LUSERS", "QUIT", ""]
-            ),
-        )
+NICK = st.sampled_from(NICKS)
+CHANNEL = st.sampled_from(CHANNELS)
+TARGET = st.one_of(NICK, CHANNEL, st.just("alice,#a,alice"))
+# Lines that change or use channels, where the tables are most at risk.
+CHANNEL_LINE = st.one_of(
+    st.builds("JOIN {}".format, st.one_of(CHANNEL, st.just("0"))),
+    st.builds("PART {} :{}".format, CHANNEL, TEXT),
+    st.builds("PRIVMSG {} :{}".format, TARGET, TEXT),
+    st.builds("NOTICE {} :{}".format, TARGET, TEXT),
+    st.builds("TOPIC {} :{}".format, CHANNEL, TEXT),
+)
+OTHER_LINE = st.one_of(
+    st.builds("NICK {}".format, NICK),
+    st.builds("USER {} 0 * :{}".format, NICK, TEXT),
+    st.builds("TOPIC {}".format, CHANNEL),
+    st.builds("QUIT :{}".format, TEXT),
+    st.builds("{} {}".format, st.sampled_from(["NAMES", "WHO", "WHOIS", "MODE"]), TARGET),
+    st.sampled_from(
+        ["CAP LS 302", "CAP END", "CAP REQ :x", "PING zz", "PONG", "LUSERS", "QUIT", ""]
+    ),
+)
+
+
+def lines(line: st.SearchStrategy[str]) -> st.SearchStrategy[bytes]:
+    """A line, once or repeated (a burst for flood control), CR LF ended."""
+    return st.tuples(line, st.integers(1, 3)).map(
+        lambda pair: (f"{pair[0]}\r\n" * pair[1]).encode()
     )
-    count = draw(st.integers(1, 3))
-    return (f"{line}\r\n" * count).encode()
 
 
 GARBAGE = st.one_of(
@@ -101,6 +112,7 @@ GARBAGE = st.one_of(
                 b"@t ",
                 b"PRIVMSG #a :",
                 b"NICK ",
+                b"GET / HTTP/1.1\r\n",
                 b"x" * 70,
                 b"y" * 600,
                 "é".encode(),
@@ -117,7 +129,9 @@ def limits(draw: st.DrawFn) -> Limits:
     max_line = draw(st.sampled_from([64, 100, 512]))
     return Limits(
         max_line=max_line,
-        sendq=max_line * draw(st.sampled_from([1, 3, 20])),
+        # A welcome burst takes about 450 bytes: the smallest SendQ drops it,
+        # 1024 bytes soon overflow for a stalled client.
+        sendq=draw(st.sampled_from([max_line, 1024, 1024, 65_536, 65_536])),
         max_clients=draw(st.sampled_from([3, 6, 50])),
         server_name=SERVER,
         registration_timeout=draw(st.sampled_from([0, 5.0, 30.0])),
@@ -173,10 +187,18 @@ class ChatMachine(RuleBasedStateMachine):
         self.host: dict[ConnId, str] = {}
         self.welcomed: set[ConnId] = set()
         self.stalled: set[ConnId] = set()
+        # Clients that read but never answer the keepalive.
+        self.mute: set[ConnId] = set()
         # Bytes handed over in Sends and not yet reported with data_sent: the SendQ.
         self.unsent: Counter[ConnId] = Counter()
         self.pings: dict[ConnId, list[str]] = {}
         self.pongs: dict[ConnId, list[str]] = {}
+        # The model of the time policies: when each connection came, its last
+        # line (as its own framer sees lines), and its keepalive PING if one is out.
+        self.framers: dict[ConnId, LineFramer] = {}
+        self.connected_at: dict[ConnId, float] = {}
+        self.last_line_at: dict[ConnId, float] = {}
+        self.pinged_at: dict[ConnId, float] = {}
         self.next_token = 0
         self.shut_down = False
 
@@ -185,6 +207,12 @@ class ChatMachine(RuleBasedStateMachine):
         self.limits = chosen
         self.server = ChatServer(chosen, created=CREATED)
         self.twin = ChatServer(chosen, created=CREATED)
+        # Two clients registering and joining a channel, so that even short runs
+        # (Hypothesis tries many) reach the channel tables.
+        for nick, host in (("alice", HOSTS[0]), ("bob", HOSTS[1])):
+            self.connect(host)
+            line = f"NICK {nick}\r\nUSER {nick} 0 * :{nick}\r\nJOIN #a\r\n".encode()
+            self.feed(self.known[-1], line, [])
 
     # -- Playing the adapter -----------------------------------------------------------
 
@@ -203,21 +231,43 @@ class ChatMachine(RuleBasedStateMachine):
             self.report_sent(conn, self.unsent[conn])
 
     def close(self, effect: Close) -> None:
+        conn, limits = effect.conn, self.limits
+        farewell = ""
         if effect.farewell:
-            farewell = check_output_line(effect.farewell, self.limits.max_line)
+            farewell = check_output_line(effect.farewell, limits.max_line)
             assert farewell.startswith("ERROR :"), farewell
+        reason = farewell.removeprefix("ERROR :").removeprefix("Closing link (").removesuffix(")")
+        event(f"closed: {reason.partition(':')[0] or 'connection lost'}")
+        if farewell == "ERROR :Closing link (Registration timeout)":
+            assert conn not in self.welcomed
+            assert self.now >= self.connected_at[conn] + limits.registration_timeout
+        elif farewell.startswith("ERROR :Closing link (Ping timeout"):
+            assert (
+                farewell == f"ERROR :Closing link (Ping timeout: {limits.ping_timeout:g} seconds)"
+            )
+            assert self.now >= self.pinged_at[conn] + limits.ping_timeout
         # Only a SendQ overflow drops what was queued.
         assert effect.flush == (effect.farewell != b"ERROR :Closing link (SendQ exceeded)\r\n")
-        self.open.discard(effect.conn)
-        self.welcomed.discard(effect.conn)
-        self.stalled.discard(effect.conn)
-        del self.unsent[effect.conn]
+        self.open.discard(conn)
+        self.welcomed.discard(conn)
+        self.stalled.discard(conn)
+        del self.unsent[conn]
 
     def observe(self, conn: ConnId, line: str) -> None:
         message = parse_line(line)
+        if line == f"PING :{SERVER}":
+            # The keepalive: only to registered clients, once per silence, not early.
+            assert conn in self.welcomed
+            assert conn not in self.pinged_at, "a second keepalive PING in one silence"
+            assert self.now >= self.last_line_at[conn] + self.limits.ping_interval
+            self.pinged_at[conn] = self.now
+            event("keepalive PING")
+        if message.command in ("JOIN", "PRIVMSG", "TOPIC", "QUIT"):
+            event(f"sent: {message.command}")
         if message.prefix != SERVER:
             return
         if message.command == "001":
+            event("registered")
             assert conn not in self.welcomed, "welcomed twice"
             self.welcomed.add(conn)
         elif message.command == "PONG" and KEEPALIVE_TOKEN.fullmatch(message.params[-1]):
@@ -241,6 +291,9 @@ class ChatMachine(RuleBasedStateMachine):
 
     def feed(self, conn: ConnId, data: bytes, cuts: list[int]) -> list[Effect]:
         """``data`` whole to the server, in pieces to the twin: the effects must be equal."""
+        if conn in self.open and self.framers[conn].receive_data(data):
+            self.last_line_at[conn] = self.now
+            self.pinged_at.pop(conn, None)
         effects = self.server.receive_data(conn, data, self.now)
         piecewise: list[Effect] = []
         for piece in pieces(data, cuts):
@@ -263,10 +316,16 @@ class ChatMachine(RuleBasedStateMachine):
         assert deadline is None or deadline > self.now, (
             f"handle_timer({conn}, {self.now!r}) left deadline {deadline!r}: an adapter would spin"
         )
+        if self.pinged_at.get(conn) == self.now and conn not in self.stalled | self.mute:
+            # A live client answers the keepalive at once; without this, the
+            # first long advance would time everybody out.
+            self.feed(conn, f"PONG :{SERVER}\r\n".encode(), [])
 
-    def pick(self, index: int) -> ConnId:
-        # Any connection ever made: the closed ones too, which must be ignored.
-        return self.known[index % len(self.known)]
+    def pick(self, index: int, registered: bool = False) -> ConnId:
+        """An open connection (a registered one if asked and there is one), else a closed one."""
+        pools = [sorted(self.open & self.welcomed)] if registered else []
+        pool = next(pool for pool in [*pools, sorted(self.open), self.known] if pool)
+        return pool[index % len(pool)]
 
     # -- Rules -------------------------------------------------------------------------
 
@@ -288,6 +347,8 @@ class ChatMachine(RuleBasedStateMachine):
             expected = ""
         self.open.add(conn)
         self.pings[conn], self.pongs[conn] = [], []
+        self.framers[conn] = LineFramer(self.limits.max_line)
+        self.connected_at[conn] = self.last_line_at[conn] = self.now
         if expected:
             assert effects == [Close(conn, f"ERROR :{expected}\r\n".encode(), flush=True)]
         else:
@@ -301,9 +362,14 @@ class ChatMachine(RuleBasedStateMachine):
         self.feed(self.pick(index), line, cuts)
 
     @precondition(lambda self: self.known)
-    @rule(index=st.integers(0), data=command_lines(), cuts=st.lists(st.integers(0)))
+    @rule(index=st.integers(0), data=lines(OTHER_LINE), cuts=st.lists(st.integers(0)))
     def command(self, index: int, data: bytes, cuts: list[int]) -> None:
-        self.feed(self.pick(index), data, cuts)
+        self.feed(self.pick(index, registered=True), data, cuts)
+
+    @precondition(lambda self: self.known)
+    @rule(index=st.integers(0), data=lines(CHANNEL_LINE), cuts=st.lists(st.integers(0)))
+    def talk(self, index: int, data: bytes, cuts: list[int]) -> None:
+        self.feed(self.pick(index, registered=True), data, cuts)
 
     @precondition(lambda self: self.known)
     @rule(index=st.integers(0), data=GARBAGE, cuts=st.lists(st.integers(0)))
@@ -325,7 +391,7 @@ class ChatMachine(RuleBasedStateMachine):
     @rule(index=st.integers(0))
     def lusers(self, index: int) -> None:
         """LUSERS counts what the model counts (as of before the call: it is the only line)."""
-        conn = self.pick(index)
+        conn = self.pick(index, registered=True)
         users = len(self.open & self.welcomed)
         unknown = len(self.open) - users
         channels = self.server.channel_count
@@ -346,6 +412,19 @@ class ChatMachine(RuleBasedStateMachine):
         assert counts["254"].params[1] == str(channels)
         assert counts["255"].params[-1] == f"I have {users + unknown} clients and 0 servers"
 
+    @precondition(lambda self: set(self.known) - self.open)
+    @rule(index=st.integers(0), data=GARBAGE)
+    def closed_connection(self, index: int, data: bytes) -> None:
+        """Whatever an adapter still reports for a closed connection is ignored."""
+        closed = sorted(set(self.known) - self.open)
+        conn = closed[index % len(closed)]
+        for server in (self.server, self.twin):
+            assert server.receive_data(conn, data, self.now) == []
+            assert server.handle_timer(conn, self.now) == []
+            assert server.connection_lost(conn) == []
+            server.data_sent(conn, 1)
+            assert server.deadline(conn) is None
+
     @precondition(lambda self: self.known)
     @rule(index=st.integers(0))
     def disconnect(self, index: int) -> None:
@@ -354,9 +433,10 @@ class ChatMachine(RuleBasedStateMachine):
         assert conn not in self.open
 
     @precondition(lambda self: self.open)
-    @rule(index=st.integers(0))
-    def stall(self, index: int) -> None:
-        self.stalled.add(sorted(self.open)[index % len(self.open)])
+    @rule(index=st.integers(0), mute=st.booleans())
+    def stall(self, index: int, mute: bool) -> None:
+        """A client stops reading, or stops answering the keepalive only."""
+        (self.mute if mute else self.stalled).add(sorted(self.open)[index % len(self.open)])
 
     @precondition(lambda self: self.stalled)
     @rule(index=st.integers(0), share=st.sampled_from([0.0, 0.3, 1.0]), resume=st.booleans())
@@ -398,7 +478,7 @@ class ChatMachine(RuleBasedStateMachine):
         assert (after is None) == (deadline is None)
         assert after is None or deadline is None or math.isclose(after, deadline, abs_tol=1e-9)
 
-    @rule(go=st.integers(0, 3))
+    @rule(go=st.integers(0, 9))
     def shutdown(self, go: int) -> None:
         if go:
             return  # Rarely, so that most runs get far before it.
@@ -457,6 +537,21 @@ class ChatMachine(RuleBasedStateMachine):
                 assert deadline is None
             else:
                 assert deadline is None or deadline > self.now
+
+    @invariant()
+    def time_policies_are_not_late(self) -> None:
+        """Whatever was due by now has happened (the early side is checked as it happens)."""
+        if not hasattr(self, "server"):
+            return
+        limits = self.limits
+        for conn in self.open:
+            if conn not in self.welcomed and limits.registration_timeout:
+                assert self.now < self.connected_at[conn] + limits.registration_timeout
+            if conn in self.welcomed and limits.ping_interval:
+                if conn in self.pinged_at:
+                    assert self.now < self.pinged_at[conn] + limits.ping_timeout
+                else:
+                    assert self.now < self.last_line_at[conn] + limits.ping_interval
 
     @invariant()
     def keepalive_replies_are_in_order_and_none_lost(self) -> None:
