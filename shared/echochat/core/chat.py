@@ -188,6 +188,11 @@ class ChatServer:
         if client is None:
             return []
         limits = self.limits
+        # Lines held back by flood control first: one of them may register
+        # the client or count as activity, which the checks below must see.
+        self._run_inbox(client, now)
+        if client.conn not in self._clients:
+            return self._finish()  # QUIT, SendQ or Excess Flood among them.
         if not client.registered:
             if limits.registration_timeout and (
                 now >= client.connected_at + limits.registration_timeout
@@ -205,7 +210,6 @@ class ChatServer:
             elif now >= client.last_line_at + limits.ping_interval:
                 client.ping_sent_at = now
                 self._send(client, self._line(None, "PING", [], limits.server_name))
-        self._run_inbox(client, now)
         return self._finish()
 
     def data_sent(self, conn: ConnId, nbytes: int) -> None:
@@ -271,6 +275,9 @@ class ChatServer:
                 self._numeric(client, "417", [], "Input line was too long")
             else:
                 self._execute(client, event.data)
+            # A client overflowed by this line is dropped before the next
+            # runs, so when that happens does not depend on how TCP cut the input.
+            self._drop_overflowed()
         if (
             client.inbox_bytes > limits.recvq
             and client.conn in self._clients
@@ -280,14 +287,17 @@ class ChatServer:
             self._remove(client, "Excess Flood", farewell, flush=True)
 
     def _finish(self) -> list[Effect]:
+        self._drop_overflowed()
+        effects, self._effects = self._effects, []
+        return effects
+
+    def _drop_overflowed(self) -> None:
         # Dropping a client for SendQ announces its QUIT, which can overflow
         # another client's SendQ in turn, so loop until nobody is pending.
         while self._overflowed:
             client = self._overflowed.pop(0)
             farewell = self._error_line("Closing link (SendQ exceeded)")
             self._remove(client, "SendQ exceeded", farewell, flush=False)
-        effects, self._effects = self._effects, []
-        return effects
 
     def _send(self, client: Client, data: bytes) -> None:
         """Queue ``data`` for ``client`` unless that would overflow its SendQ.
