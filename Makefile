@@ -47,7 +47,7 @@ pytest: $(BIN)/echochat $(DEBIAN_STAMP)
 	$(BIN)/pytest
 
 # The docs site (Sphinx, MyST, furo): warnings are errors, references nitpicky.
-# `make test` builds it too (tests/test_docs.py), checks its links and opens it in Chromium.
+# `make test` builds it too (tests/tools/test_docs.py), checks its links and opens it in Chromium.
 .PHONY: docs
 docs: $(BIN)/echochat
 	$(BIN)/sphinx-build -W --keep-going -n -b html docs docs/_build/html

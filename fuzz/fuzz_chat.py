@@ -1,17 +1,17 @@
-"""Coverage-guided fuzz target for the whole chat core, through ChatServer's adapter-facing API.
+"""Coverage-guided fuzz target for the whole chat core, through ChatCore's adapter-facing API.
 
 Run it with ``make fuzz FUZZ_TARGETS=chat`` (see fuzz/README.md). The input is
-a script for four client slots on one ``ChatServer``, played by the small
+a script for four client slots on one ``ChatCore``, played by the small
 interpreter in ``Script``: connect, send bytes, send a registration, lose the
 connection, report queued bytes as sent, advance the clock (firing every
 deadline that passes, at its exact instant, as an adapter's timer would),
 and at the end perhaps shut down. Checked after every call:
 
 - every effect is addressed to an open connection, and nothing follows a Close;
-- every line sent (and every farewell) passes ``checks.check_line``: CR LF,
+- every line sent (and every farewell) passes ``core_helpers.check_output_line``: CR LF,
   nothing else that ends a line, at most ``max_line`` bytes, valid UTF-8;
 - every middle parameter the core formats is one word that cannot be read as
-  the trailing one (``checks.check_middle``): otherwise a client's text would
+  the trailing one (``core_helpers.check_middle``): otherwise a client's text would
   shift the parameters other clients see;
 - ``client_count`` matches the connections the script still holds, and a closed
   connection has no deadline;
@@ -27,11 +27,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import atheris
-from checks import check_line, check_middle
+
+# The output checks the core's tests apply to every effect, so the two cannot drift apart.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "core"))
+from core_helpers import check_middle, check_output_line
 
 with atheris.instrument_imports(include=["echochat"]):
     from echochat.core import chat
-    from echochat.core.chat import ChatServer
+    from echochat.core.chat import ChatCore
     from echochat.core.effects import Close, ConnId, Effect, Send
     from echochat.core.limits import Limits
     from echochat.core.message import format_message
@@ -87,11 +90,11 @@ chat.format_message = checked_format_message  # type: ignore[attr-defined]
 
 
 class Script:
-    """One ChatServer and what the script knows of its connections."""
+    """One ChatCore and what the script knows of its connections."""
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
-        self.server = ChatServer(limits, created="fuzz")
+        self.core = ChatCore(limits, created="fuzz")
         self.now = 0.0
         self.slots: list[ConnId | None] = [None] * SLOTS
         self.open: set[ConnId] = set()
@@ -102,12 +105,12 @@ class Script:
         for effect in effects:
             assert effect.conn in self.open, (effect, self.closed)
             if isinstance(effect, Send):
-                check_line(effect.data, self.limits.max_line)
+                check_output_line(effect.data, self.limits.max_line)
                 self.queued[effect.conn] = self.queued.get(effect.conn, 0) + len(effect.data)
             else:
                 assert isinstance(effect, Close), effect
                 if effect.farewell:
-                    check_line(effect.farewell, self.limits.max_line)
+                    check_output_line(effect.farewell, self.limits.max_line)
                 self.open.discard(effect.conn)
                 self.closed.add(effect.conn)
                 self.queued.pop(effect.conn, None)
@@ -116,17 +119,17 @@ class Script:
         for slot, conn in enumerate(self.slots):
             if conn is not None and slot != STALLED_SLOT:
                 self.drain(conn)
-        assert self.server.client_count == len(self.open), (self.server.client_count, self.open)
+        assert self.core.client_count == len(self.open), (self.core.client_count, self.open)
 
     def drain(self, conn: ConnId) -> None:
         sent = self.queued.pop(conn, 0)
         if sent:
-            self.server.data_sent(conn, sent)
+            self.core.data_sent(conn, sent)
 
     def connect(self, slot: int) -> None:
         if self.slots[slot] is not None:
             return
-        conn, effects = self.server.connect(HOSTS[slot], self.now)
+        conn, effects = self.core.connect(HOSTS[slot], self.now)
         assert conn not in self.open, conn
         assert conn not in self.closed, conn
         self.open.add(conn)
@@ -136,17 +139,17 @@ class Script:
     def send(self, slot: int, data: bytes) -> None:
         conn = self.slots[slot]
         if conn is not None:
-            self.apply(self.server.receive_data(conn, data, self.now))
+            self.apply(self.core.receive_data(conn, data, self.now))
 
     def lose(self, slot: int) -> None:
         conn = self.slots[slot]
         if conn is not None:
-            self.apply(self.server.connection_lost(conn))
+            self.apply(self.core.connection_lost(conn))
             # The peer is gone whether or not the core had anything to close.
             self.open.discard(conn)
             self.closed.add(conn)
             self.slots[slot] = None
-            assert self.server.client_count == len(self.open)
+            assert self.core.client_count == len(self.open)
 
     def advance(self, seconds: float) -> None:
         """Move the clock on, firing each deadline on the way at its own instant."""
@@ -155,7 +158,7 @@ class Script:
             due = [
                 (deadline, conn)
                 for conn in sorted(self.open)
-                if (deadline := self.server.deadline(conn)) is not None and deadline <= until
+                if (deadline := self.core.deadline(conn)) is not None and deadline <= until
             ]
             if not due:
                 self.now = until
@@ -163,20 +166,20 @@ class Script:
             deadline, conn = min(due)
             # A deadline already behind the clock fires now: the clock never runs back.
             self.now = max(self.now, deadline)
-            self.apply(self.server.handle_timer(conn, self.now))
-            after = self.server.deadline(conn)
+            self.apply(self.core.handle_timer(conn, self.now))
+            after = self.core.deadline(conn)
             # Otherwise an adapter would wake again at once, for ever if its clock is coarse.
             assert after is None or after > self.now, (conn, self.now, after)
         raise AssertionError(f"deadlines still due after {MAX_FIRINGS} firings: time is stuck")
 
     def check_closed(self) -> None:
         for conn in self.closed:
-            assert self.server.deadline(conn) is None, conn
+            assert self.core.deadline(conn) is None, conn
 
     def shutdown(self) -> None:
-        self.apply(self.server.shutdown())
+        self.apply(self.core.shutdown())
         assert not self.open, self.open
-        assert self.server.channel_count == 0
+        assert self.core.channel_count == 0
 
 
 def play(script: Script, ops: Sequence[int]) -> None:

@@ -4,7 +4,8 @@ The input's first bytes choose ``max_line`` and where the rest is cut into
 packets (see ``test_one_input``); the rest is the byte stream. Checked on every input:
 
 - fed whole, the framer gives exactly the events of the **Lines** paragraph of
-  PROTOCOL.md, written out below as ``expected_events`` (so a line of at most
+  docs/protocol.md, written out as ``reference_frames`` in tests/core/core_helpers.py,
+  which the property tests use too (so a line of at most
   ``max_line`` bytes including its ending comes out, a longer one is reported
   once as ``LineTooLong``, one CR before the LF is dropped, other CR and NUL
   become spaces);
@@ -16,13 +17,17 @@ packets (see ``test_one_input``); the rest is the byte stream. Checked on every 
 
 from __future__ import annotations
 
-import itertools
 import sys
+from pathlib import Path
 
 import atheris
 
+# The reference the property tests check against, so the two cannot drift apart.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "core"))
+from core_helpers import reference_frames, split_at
+
 with atheris.instrument_imports(include=["echochat"]):
-    from echochat.core.framing import FrameEvent, Line, LineFramer, LineTooLong
+    from echochat.core.framing import FrameEvent, Line, LineFramer
 
 # Small limits reach the boundaries with short inputs; LineFramer itself
 # accepts any positive limit, Limits only enforces >= 64 for the chat service.
@@ -30,29 +35,9 @@ MAX_LINE_LIMIT = 80
 MAX_CUTS = 16
 
 
-def expected_events(data: bytes, max_line: int) -> list[FrameEvent]:
-    """PROTOCOL.md's Lines paragraph applied to a whole input at once, without a buffer."""
-    *complete, tail = data.split(b"\n")
-    events: list[FrameEvent] = []
-    for line in complete:
-        # ``line`` holds any CR before the LF; the LF is the + 1.
-        if len(line) + 1 > max_line:
-            events.append(LineTooLong())
-            continue
-        body = line.removesuffix(b"\r")
-        events.append(Line(body.replace(b"\r", b" ").replace(b"\0", b" ")))
-    # Bytes without an LF may not make the framer hold max_line bytes, so an
-    # unterminated line of max_line bytes or more is already known to be too long.
-    if len(tail) >= max_line:
-        events.append(LineTooLong())
-    return events
-
-
 def pieces_of(data: bytes, cut_bytes: bytes) -> list[bytes]:
     """``data`` cut at the positions that ``cut_bytes`` pick (empty pieces included)."""
-    cuts = sorted(byte * len(data) // 255 for byte in cut_bytes)
-    bounds = [0, *cuts, len(data)]
-    return [data[start:end] for start, end in itertools.pairwise(bounds)]
+    return split_at(data, [byte * len(data) // 255 for byte in cut_bytes])
 
 
 def test_one_input(raw: bytes) -> None:
@@ -67,7 +52,7 @@ def test_one_input(raw: bytes) -> None:
 
     framer = LineFramer(max_line)
     whole = framer.receive_data(data)
-    assert whole == expected_events(data, max_line), (max_line, data, whole)
+    assert whole == reference_frames(data, max_line), (max_line, data, whole)
     # What follows the last LF is held, unless it is already known to be too long.
     tail = data.rpartition(b"\n")[2]
     held = len(tail) if len(tail) < max_line else 0

@@ -8,14 +8,14 @@ of three checks (see ``test_one_input``):
   ``token`` and, as bytes, ``command_of``. None of them may raise, and each
   result has the shape the chat core relies on.
 - ``CLIENT_LINE``: the rest is what a client sends; it goes through
-  ``LineFramer`` and UTF-8 decoding exactly as in ``ChatServer``, and what
+  ``LineFramer`` and UTF-8 decoding exactly as in ``ChatCore``, and what
   ``parse`` makes of it is echoed back the way the core does it (client words
   as ``token()`` middles, client text as the trailing parameter).
 - ``SERVER_MESSAGE``: ``format_message`` on any well-formed arguments: the
   line must come back from ``parse`` unchanged when it fits, and be cut only
   as much as needed (on a character boundary) when it does not.
 
-Every formatted line must pass ``checks.check_line``: end with CR LF, hold no
+Every formatted line must pass ``core_helpers.check_output_line``: end with CR LF, hold no
 other CR, LF or NUL, be at most ``max_line`` bytes and be valid UTF-8.
 """
 
@@ -25,7 +25,10 @@ import sys
 from pathlib import Path
 
 import atheris
-from checks import check_line, check_middle
+
+# The output checks the core's tests apply to every effect, so the two cannot drift apart.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "core"))
+from core_helpers import check_middle, check_output_line
 
 with atheris.instrument_imports(include=["echochat"]):
     from echochat.core.framing import Line, LineFramer
@@ -98,7 +101,7 @@ def check_client_line(max_line: int, data: bytes) -> None:
         except UnicodeDecodeError:
             command = command_of(event.data)
             line = format_message(PREFIX, "FAIL", [command, "INVALID_UTF8"], "rejected", max_line)
-            check_line(line, max_line)
+            check_output_line(line, max_line)
             continue
         message = parse(text)
         if message is None:
@@ -106,7 +109,7 @@ def check_client_line(max_line: int, data: bytes) -> None:
         *words, last = [message.command, *message.params]
         middles = [token(word) for word in words]
         line = format_message(PREFIX, "NOTICE", middles, last, max_line)
-        body = check_line(line, max_line)
+        body = check_output_line(line, max_line)
         full = format_message(PREFIX, "NOTICE", middles, last, sys.maxsize)
         if line == full:
             assert parse(body) == Message("NOTICE", expected_params(middles, last)), (data, line)
@@ -123,7 +126,7 @@ def check_server_message(flags: int, max_line: int, data: bytes) -> None:
     middles = [token(field) for field in fields[2 : -1 if flags & 2 else None]]
 
     line = format_message(prefix, command, middles, trailing, max_line)
-    body = check_line(line, max_line)
+    body = check_output_line(line, max_line)
     full = format_message(prefix, command, middles, trailing, sys.maxsize)
     if line == full:
         assert parse(body) == Message(command.upper(), expected_params(middles, trailing)), line

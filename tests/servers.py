@@ -1,4 +1,4 @@
-"""Real echochat servers in subprocesses, on 127.0.0.1 with an ephemeral port."""
+"""Real echochat servers in subprocesses, held to the contract's rules on how they end."""
 
 from __future__ import annotations
 
@@ -7,23 +7,14 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
-import time
-from types import TracebackType
 
-import psutil
+from echochat.launch import ServerUnderTest, echochat_command
+from echochat.registry import CONTRACT_CONFIGURATIONS, parse_configuration
 
-# The four implementations, the asyncio-protocol teaching variant, and the
-# asyncio-based ones on uvloop ("IMPL+uvloop" runs --impl IMPL --loop uvloop).
-IMPLS = [
-    "asyncio",
-    "trio",
-    "anyio-asyncio",
-    "anyio-trio",
-    "asyncio-protocol",
-    "asyncio+uvloop",
-    "anyio-asyncio+uvloop",
-]
+# What every contract test runs against: the four implementations, the
+# asyncio-protocol teaching variant, and the asyncio-based ones on uvloop
+# ("IMPL+uvloop" runs --impl IMPL --loop uvloop). The list is the registry's.
+IMPLS = list(CONTRACT_CONFIGURATIONS)
 
 # Lines a clean server never writes to stderr: crashes, asyncio's complaints
 # about tasks and callbacks, and warnings of any kind.
@@ -36,44 +27,16 @@ _TROUBLE = re.compile(
 _LOG_RECORD = re.compile(r"(?m)^(?=\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} )")
 
 
-class ServerProcess:
-    """``echochat serve`` in a subprocess; knows its port and checks how it ends."""
+class ServerProcess(ServerUnderTest):
+    """``echochat serve`` for a test: asks for every warning, and checks how it ends."""
 
     def __init__(self, impl: str, service: str, *options: str) -> None:
-        self.impl = impl
-        # A file, so a chatty server never blocks on a pipe; closed by stop().
-        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115
-        name, _, loop = impl.partition("+")
-        command = [sys.executable, "-m", "echochat", "serve", "--impl", name]
-        command += ["--loop", loop or "asyncio"]
-        command += ["--service", service, "--host", "127.0.0.1", "--port", "0"]
-        if service == "chat":
-            # The shared tests send bursts from many clients on 127.0.0.1: flood
-            # control and the per-IP limit are off unless a test's own options,
-            # which come later and win, turn them on (test_chat_policies.py).
-            command += ["--flood-rate", "0", "--max-per-ip", "0"]
-        command += options
+        implementation, loop = parse_configuration(impl)
         # -X dev would turn on asyncio debug noise; instead ask for every warning.
         env = {**os.environ, "PYTHONWARNINGS": "default"}
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=self.stderr, env=env, text=True
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        match = re.fullmatch(r"listening on 127\.0\.0\.1:(\d+)\n", line)
-        if match is None:
-            self.process.kill()
-            raise AssertionError(f"bad first line {line!r}; stderr: {self.read_stderr()}")
-        self.port = int(match.group(1))
-        # The contract: exactly one line on stdout, ever.
-        self.rest_of_stdout = self.process.stdout
-
-    def read_stderr(self) -> str:
-        self.stderr.seek(0)
-        return self.stderr.read().decode(errors="replace")
-
-    def rss(self) -> int:
-        return int(psutil.Process(self.process.pid).memory_info().rss)
+        command = echochat_command(implementation.name, service, *options, loop=loop)
+        super().__init__(impl, command, env)
+        self.impl = impl
 
     def stop(
         self, signum: int = signal.SIGTERM, timeout: float = 5.0, injected_faults: int = 0
@@ -81,25 +44,13 @@ class ServerProcess:
         """Signal the server and check it exits 0, quietly, within ``timeout``; return the time.
 
         Quietly means no traceback or warning in its log, except exactly
-        ``injected_faults`` records of a fault a test caused on purpose.
+        ``injected_faults`` records of a fault a test caused on purpose, and
+        nothing more on stdout than the one line it printed when it listened.
         """
-        started = time.monotonic()
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
         try:
-            code = self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise AssertionError(
-                f"{self.impl} did not exit within {timeout} s; stderr:\n{self.read_stderr()}"
-            ) from None
-        elapsed = time.monotonic() - started
-        stdout_rest = self.rest_of_stdout.read()
-        self.rest_of_stdout.close()
-        stderr = self.read_stderr()
-        self.stderr.close()
-        assert code == 0, f"{self.impl} exited with {code}; stderr:\n{stderr}"
+            elapsed, stdout_rest, stderr = self.finish(signum, timeout)
+        except RuntimeError as error:
+            raise AssertionError(str(error)) from None
         records = _LOG_RECORD.split(stderr)
         faults = [record for record in records if "InjectedFaultError" in record]
         assert len(faults) == injected_faults, f"{self.impl} logged {len(faults)} faults:\n{stderr}"
@@ -111,23 +62,13 @@ class ServerProcess:
         assert stdout_rest == "", f"{self.impl} wrote more to stdout: {stdout_rest!r}"
         return elapsed
 
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self.rest_of_stdout.close()
-        self.stderr.close()
 
-    def __enter__(self) -> ServerProcess:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.stop()
-        else:
-            self.kill()
+def echochat(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the ``echochat`` command to its end, as a user would; its output is captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "echochat", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )

@@ -1,7 +1,7 @@
 """A chat client's life, found by driving the real sans-I/O core, and drawn as SVG.
 
 Nothing here lists the states or the transitions by hand. ``explore()`` starts
-a ``ChatServer`` with the default ``Limits``, connects one client, and applies
+a ``ChatCore`` with the default ``Limits``, connects one client, and applies
 every event of a small alphabet (the lines a client sends, an HTTP request,
 the passing of time up to the core's own ``deadline()``, a flood, the peer
 closing, the server shutting down, other members filling its SendQ) to every
@@ -9,7 +9,7 @@ state it reaches, breadth first, on copies of the server. It names each state fr
 fields (``registered``, ``negotiating_caps``, ``ping_sent_at``) and each
 ending from the farewell of the core's ``Close`` effect. So a change to the
 core (a new timer, a renamed reason, a different registration rule) changes
-the diagram at the next build; tests/test_client_states.py checks that every
+the diagram at the next build; tests/tools/test_client_states.py checks that every
 farewell the core can send is reached. The design pages show the result
 through the ``client-states`` directive of ``designpages``.
 
@@ -27,7 +27,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from echochat.core import ChatServer, Close, Effect, Limits, Send
+from echochat.core import ChatCore, Close, Effect, Limits, Send
 from echochat.core.chat import _HANDLERS, _PRE_REGISTRATION
 
 HOST = "192.0.2.1"  # TEST-NET-1: an address no real client has.
@@ -42,7 +42,7 @@ PEER_CLOSED = "connection lost (no farewell)"
 class World:
     """One server, the explored client ``conn``, and the clock."""
 
-    server: ChatServer
+    server: ChatCore
     conn: int
     now: float = 0.0
 
@@ -174,21 +174,21 @@ def connect_outcomes() -> list[tuple[str, str]]:
     """(event, state) for a new connection: accepted, or refused by a limit."""
     limits = Limits()
     outcomes = []
-    server = ChatServer(limits, CREATED)
+    server = ChatCore(limits, CREATED)
     conn, effects = server.connect(HOST, 0.0)
     outcomes.append(("accepted", state_of(World(server, conn), effects)))
-    full = ChatServer(Limits(max_clients=1), CREATED)
+    full = ChatCore(Limits(max_clients=1), CREATED)
     full.connect(OTHER_HOST, 0.0)
     conn, effects = full.connect(HOST, 0.0)
     outcomes.append(("max_clients reached", state_of(World(full, conn), effects)))
     if limits.max_per_ip:
-        crowded = ChatServer(limits, CREATED)
+        crowded = ChatCore(limits, CREATED)
         for _ in range(limits.max_per_ip):
             crowded.connect(HOST, 0.0)
         conn, effects = crowded.connect(HOST, 0.0)
         label = f"{limits.max_per_ip} already from its address"
         outcomes.append((label, state_of(World(crowded, conn), effects)))
-    stopping = ChatServer(limits, CREATED)
+    stopping = ChatCore(limits, CREATED)
     stopping.shutdown()
     conn, effects = stopping.connect(HOST, 0.0)
     outcomes.append(("during shutdown", state_of(World(stopping, conn), effects)))
@@ -196,7 +196,7 @@ def connect_outcomes() -> list[tuple[str, str]]:
 
 
 def explore() -> Life:
-    start = World(ChatServer(Limits(), CREATED), 0)
+    start = World(ChatCore(Limits(), CREATED), 0)
     start.conn, effects = start.server.connect(HOST, 0.0)
     first = state_of(start, effects)
     live = [first]

@@ -3,7 +3,7 @@ build time, so what they show cannot drift from the code, the tests or the measu
 
 ``version-matrix PATH``
     The asyncio version matrix (docs/design/version_matrix.json) as a table, then what
-    echochat does about each row and its sources. tests/test_version_matrix.py runs the
+    echochat does about each row and its sources. tests/tools/test_version_matrix.py runs the
     probe of every row under every installed Python and checks it against the same file.
 ``client-states``
     A chat client's states and transitions, found by driving the real core
@@ -34,17 +34,13 @@ from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective, SphinxRole
 from sphinx.util.typing import ExtensionMetadata
 
-PROBES = PurePosixPath("tests/version_probes")
+from echochat.registry import ADAPTERS
+
+PROBES = PurePosixPath("tests/tools/version_probes")
 CORE = PurePosixPath("shared/echochat/core")
 IMPLS = PurePosixPath("impls/echochat")
-ADAPTERS = {
-    "asyncio": "asyncio_impl",
-    "trio": "trio_impl",
-    "anyio": "anyio_impl",
-    "asyncio-protocol": "asyncio_protocol_impl",
-}
 # The adapter-independent glue between the core and every adapter.
-SHARED_GLUE = ("hub.py", "options.py")
+SHARED_GLUE = ("hub.py", "options.py", "registry.py")
 
 
 def inline(text: str) -> list[nodes.Node]:
@@ -255,7 +251,7 @@ class AdapterSizes(SphinxDirective):
 
     def run(self) -> list[nodes.Node]:
         root = repo_root(self.env)
-        packages = {label: IMPLS / package for label, package in ADAPTERS.items()}
+        packages = {adapter.key: IMPLS / adapter.package for adapter in ADAPTERS}
         names = sorted(
             {path.name for package in packages.values() for path in (root / package).glob("*.py")}
             - {"__init__.py"}

@@ -1,6 +1,7 @@
 """Links from the docs to repository files outside ``docs/`` become pages of this site.
 
-The Markdown pages link to code as GitHub shows it, e.g. ``[tests](../tests/test_echo.py)``.
+The Markdown pages link to code as GitHub shows it, e.g.
+``[tests](../tests/contract/test_echo.py)``.
 MyST would turn a link to a file into a download of the raw file and report a link to a
 directory as a missing reference. Instead, every such file is rendered as a highlighted
 page under ``_repo/`` (as ``sphinx.ext.viewcode`` does under ``_modules/``) and every such

@@ -6,7 +6,6 @@ import argparse
 import importlib
 import importlib.util
 import logging
-import resource
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,22 +25,9 @@ from echochat.core.limits import (
     DEFAULT_SERVER_NAME,
 )
 from echochat.experiments import DEFAULT_OUT, EXPERIMENTS, Settings
-from echochat.options import ServerOptions
+from echochat.options import ServerOptions, allow_open_files
+from echochat.registry import BY_NAME
 
-# --impl name -> (module, extra arguments to its run()).
-IMPLEMENTATIONS: dict[str, tuple[str, dict[str, object]]] = {
-    "asyncio": ("echochat.asyncio_impl.server", {}),
-    "trio": ("echochat.trio_impl.server", {}),
-    "anyio-asyncio": ("echochat.anyio_impl.server", {"backend": "asyncio"}),
-    "anyio-trio": ("echochat.anyio_impl.server", {"backend": "trio"}),
-}
-# Teaching variants, there to be measured against the four above, not used.
-TEACHING_VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
-    "asyncio-nodrain": ("echochat.asyncio_impl.server", {"drain": False}),
-    "asyncio-protocol": ("echochat.asyncio_protocol_impl.server", {}),
-}
-ALL_IMPLEMENTATIONS = IMPLEMENTATIONS | TEACHING_VARIANTS
-ON_ASYNCIO_LOOP = {"asyncio", "anyio-asyncio", "asyncio-nodrain", "asyncio-protocol"}
 DEFAULT_PORTS = {"chat": 6667, "echo": 7007}
 
 log = logging.getLogger("echochat")
@@ -70,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--impl",
-        choices=list(ALL_IMPLEMENTATIONS),
+        choices=list(BY_NAME),
         default="asyncio",
         help=(
             "the I/O framework: asyncio Streams, trio, or anyio on its asyncio or trio backend. "
@@ -224,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare: contract suite + quick matrix; matrix: every implementation and load; "
         "echo/chat/idle: one load against one implementation",
     )
-    bench.add_argument("--impl", choices=list(ALL_IMPLEMENTATIONS), default="asyncio")
+    bench.add_argument("--impl", choices=list(BY_NAME), default="asyncio")
     bench.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     bench.add_argument("--quick", action="store_true", help="matrix: the short plan")
     bench.add_argument("--size", type=_positive, default=1024, help="echo: message bytes")
@@ -298,8 +284,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ValueError as error:
         parser.error(str(error))
+    implementation = BY_NAME[args.impl]
     if args.loop == "uvloop":
-        if args.impl not in ON_ASYNCIO_LOOP:
+        if args.loop not in implementation.loops:
             parser.error(f"--loop uvloop needs an implementation on asyncio, not {args.impl}")
         if importlib.util.find_spec("uvloop") is None:
             parser.error("--loop uvloop needs uvloop: pip install 'echochat[uvloop]'")
@@ -310,6 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         port=port,
         limits=limits,
         loop=args.loop,
+        backend=implementation.backend,
+        drain=implementation.drain,
         inject_fault=None if args.inject_fault is None else args.inject_fault.encode(),
         send_buffer=args.send_buffer,
     )
@@ -318,13 +307,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    _allow_open_files(limits.max_clients)
-    module_name, extra = ALL_IMPLEMENTATIONS[args.impl]
-    run: Callable[..., None] = importlib.import_module(module_name).run
+    wanted = limits.max_clients + 64  # the listening socket, the event loop, logs, a margin
+    if (allowed := allow_open_files(wanted)) < wanted:
+        log.warning("only %d open files allowed; fewer clients may fit", allowed)
+    run: Callable[[ServerOptions], None] = importlib.import_module(
+        implementation.adapter.server_module
+    ).run
     log.info("starting %s service with %s", args.service, args.impl)
     failed = False
     try:
-        run(options, **extra)
+        run(options)
     except* OSError as group:
         # Typically the port is taken; say so in one line, not a traceback.
         for failure in _leaves(group):
@@ -354,17 +346,6 @@ def _leaves(group: BaseExceptionGroup[OSError]) -> list[BaseException]:
     for error in group.exceptions:
         leaves += _leaves(error) if isinstance(error, BaseExceptionGroup) else [error]
     return leaves
-
-
-def _allow_open_files(max_clients: int) -> None:
-    """Raise the soft open-files limit so --max-clients connections can be accepted."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = max_clients + 64  # the listening socket, the event loop, logs, a margin
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        new_soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
-        if new_soft < wanted:
-            log.warning("only %d open files allowed; fewer clients may fit", new_soft)
 
 
 if __name__ == "__main__":

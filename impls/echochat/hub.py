@@ -1,5 +1,9 @@
 """The bridge between the chat core and one adapter's connections.
 
+Its methods have the core's names (``connect``, ``receive_data``,
+``deadline``, ``handle_timer``, ``data_sent``, ``connection_lost``,
+``shutdown``): one vocabulary from the core to the adapters.
+
 The core returns effects; this carries them out by calling two methods on the
 adapter's per-connection object. It is the same for asyncio, trio and anyio,
 because neither method may wait: ``deliver`` appends to a queue, and
@@ -14,7 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
-from echochat.core import ChatServer, ConnId, Effect, Send
+from echochat.core import ChatCore, ConnId, Effect, Send
 from echochat.options import ServerOptions
 
 log = logging.getLogger(__name__)
@@ -39,36 +43,36 @@ class ChatHub:
 
     def __init__(self, options: ServerOptions, clock: Callable[[], float]) -> None:
         created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        self.core = ChatServer(options.limits, created=created)
+        self.options = options
+        self.core = ChatCore(options.limits, created=created)
         # The framework's monotonic clock, the one its deadlines are set on.
         self.clock = clock
-        self.fault_trigger = options.inject_fault
         self.peers: dict[ConnId, Peer] = {}
 
-    def attach(self, peer: Peer, host: str) -> ConnId:
+    def connect(self, peer: Peer, host: str) -> ConnId:
         conn, effects = self.core.connect(host, self.clock())
         log.debug("connection %d from %s", conn, host)
         self.peers[conn] = peer
         self._apply(effects)
         return conn
 
-    def receive(self, conn: ConnId, data: bytes) -> None:
-        if self.fault_trigger is not None and self.fault_trigger in data:
-            raise InjectedFaultError(f"connection {conn} sent {self.fault_trigger!r}")
+    def receive_data(self, conn: ConnId, data: bytes) -> None:
+        if (trigger := self.options.inject_fault) is not None and trigger in data:
+            raise InjectedFaultError(f"connection {conn} sent {trigger!r}")
         self._apply(self.core.receive_data(conn, data, self.clock()))
 
     def deadline(self, conn: ConnId) -> float | None:
-        """When the adapter must call ``expire`` unless input comes first (None: never)."""
+        """When the adapter must call ``handle_timer`` unless input comes first (None: never)."""
         return self.core.deadline(conn)
 
-    def expire(self, conn: ConnId) -> None:
+    def handle_timer(self, conn: ConnId) -> None:
         """``conn``'s deadline has passed: registration and ping timeouts, delayed lines."""
         self._apply(self.core.handle_timer(conn, self.clock()))
 
-    def sent(self, conn: ConnId, nbytes: int) -> None:
+    def data_sent(self, conn: ConnId, nbytes: int) -> None:
         self.core.data_sent(conn, nbytes)
 
-    def lost(self, conn: ConnId) -> None:
+    def connection_lost(self, conn: ConnId) -> None:
         self._apply(self.core.connection_lost(conn))
 
     def shutdown(self) -> None:

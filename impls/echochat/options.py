@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
+import resource
 import socket
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from echochat.core import Limits
+from echochat.registry import Backend, EventLoop
 
 Service = Literal["chat", "echo"]
-EventLoop = Literal["asyncio", "uvloop"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,8 +21,13 @@ class ServerOptions:
     limits: Limits
     # Only for the implementations that run on an asyncio event loop.
     loop: EventLoop = "asyncio"
+    # Only for anyio, the one adapter that runs on either framework's loop.
+    backend: Backend = "asyncio"
+    # Only for asyncio Streams: False is the asyncio-nodrain teaching variant,
+    # which leaves drain() out to show what that costs. Never turn it off.
+    drain: bool = True
     # For tests only: a chat connection whose input contains these bytes
-    # raises InjectedFault inside the server. None (the default) is inert.
+    # raises InjectedFaultError inside the server. None (the default) is inert.
     inject_fault: bytes | None = None
     # Chat: SO_SNDBUF for each connection; None leaves the kernel's autotuning.
     send_buffer: int | None = None
@@ -39,19 +43,24 @@ def set_send_buffer(sock: Settable, size: int | None) -> None:
     """Bound what the kernel holds for one client that does not read (``--send-buffer``).
 
     Left to autotuning, Linux lets one such socket hold about 3 MB on
-    loopback (tests/test_soak.py measures it), bytes the SendQ never sees.
+    loopback (tests/contract/test_soak.py measures it), bytes the SendQ never sees.
     """
     if size is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
 
 
-def asyncio_loop_factory(loop: EventLoop) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """The event loop to run asyncio on: the standard one (None) or uvloop's."""
-    if loop == "uvloop":
-        import uvloop  # noqa: PLC0415  (an optional extra: imported only when asked for)
+def allow_open_files(wanted: int) -> int:
+    """Raise the soft open-files limit towards ``wanted``, as far as the hard limit allows.
 
-        return uvloop.new_event_loop
-    return None
+    Returns the soft limit now in force (``wanted`` or more when it was
+    unlimited or high enough already); the caller decides what a shortfall means.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return wanted if soft == resource.RLIM_INFINITY else soft
+    new_soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
+    return new_soft
 
 
 def announce_listening(address: tuple[str, int] | tuple[str, int, int, int]) -> None:

@@ -33,10 +33,12 @@ class ChatService:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(read_loop, connection, self.hub)
                 tasks.start_soon(write_loop, connection, self.hub)
-                connection.conn = self.hub.attach(connection, str(host[0]))
+                # The cancel scopes that close() uses exist from ChatConnection's
+                # __init__, so the hub may close the client at once (Server is full).
+                connection.conn = self.hub.connect(connection, str(host[0]))
         finally:
             # If a task failed, the core must still forget the client (else a no-op).
-            self.hub.lost(connection.conn)
+            self.hub.connection_lost(connection.conn)
 
     def shutdown(self) -> None:
         self.hub.shutdown()
@@ -82,14 +84,14 @@ async def read_loop(connection: ChatConnection, hub: ChatHub) -> None:
                 ) as waiting:
                     data = await connection.stream.receive(READ_SIZE)
                 if waiting.cancelled_caught:
-                    hub.expire(connection.conn)  # A cancelled receive() took no bytes.
+                    hub.handle_timer(connection.conn)  # A cancelled receive() took no bytes.
                 else:
-                    hub.receive(connection.conn, data)
+                    hub.receive_data(connection.conn, data)
         except anyio.EndOfStream:
-            pass
-        except anyio.BrokenResourceError:
-            log.debug("connection %d reset by peer", connection.conn)
-        hub.lost(connection.conn)
+            pass  # EOF: where trio's receive_some() returns b"", anyio's receive() raises.
+        except anyio.BrokenResourceError as error:
+            log.debug("connection %d failed: %r", connection.conn, error)
+        hub.connection_lost(connection.conn)
 
 
 async def write_loop(connection: ChatConnection, hub: ChatHub) -> None:
@@ -107,12 +109,15 @@ async def write_loop(connection: ChatConnection, hub: ChatHub) -> None:
                 # task waits, because every broadcast just queued and moved on.
                 await connection.stream.send(chunk)
                 sending = False
-                hub.sent(connection.conn, len(chunk))
-        except anyio.BrokenResourceError:
-            hub.lost(connection.conn)
-            return
+                hub.data_sent(connection.conn, len(chunk))
+        except anyio.BrokenResourceError as error:
+            log.debug("connection %d failed: %r", connection.conn, error)
+    # The reader sees a reset too; whoever is first tells the core (the other is a no-op).
+    hub.connection_lost(connection.conn)
     # Closed for SendQ: on the trio backend a cancelled send() may have sent
     # part of a line, so the farewell goes out only if nothing was in flight.
+    # Which of Broken- and ClosedResourceError a dead stream raises differs by
+    # backend (anyio#671), so both mean "the client is gone".
     if connection.farewell and not sending:
         with (
             anyio.move_on_after(CLOSE_GRACE),

@@ -7,7 +7,7 @@ import logging
 import anyio
 from anyio.abc import SocketStream
 
-from echochat.core import READ_SIZE, EchoServer
+from echochat.core import READ_SIZE, EchoCore
 from echochat.options import ServerOptions
 
 log = logging.getLogger(__name__)
@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 class EchoService:
     def __init__(self, options: ServerOptions) -> None:
-        self.core = EchoServer(options.limits)
+        self.core = EchoCore(options.limits)
         self.connections: set[anyio.CancelScope] = set()
 
     async def handle_client(self, stream: SocketStream) -> None:
@@ -27,7 +27,7 @@ class EchoService:
                 await echo_loop(stream)
             finally:
                 self.connections.discard(scope)
-                self.core.disconnect()
+                self.core.connection_lost()
 
     def shutdown(self) -> None:
         self.core.shutdown()

@@ -17,10 +17,10 @@ from echochat.options import ServerOptions, announce_listening
 log = logging.getLogger(__name__)
 
 
-def run(options: ServerOptions, backend: str) -> None:
+def run(options: ServerOptions) -> None:
     # The CLI allows uvloop only with the asyncio backend.
     backend_options = {"use_uvloop": True} if options.loop == "uvloop" else None
-    anyio.run(serve, options, backend=backend, backend_options=backend_options)
+    anyio.run(serve, options, backend=options.backend, backend_options=backend_options)
 
 
 async def serve(options: ServerOptions) -> None:

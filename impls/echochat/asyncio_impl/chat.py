@@ -13,29 +13,31 @@ log = logging.getLogger(__name__)
 
 
 class ChatService:
-    def __init__(self, options: ServerOptions, drain: bool) -> None:
+    def __init__(self, options: ServerOptions) -> None:
         self.hub = ChatHub(options, clock=asyncio.get_running_loop().time)
         self.send_buffer = options.send_buffer
-        self.drain = drain
 
     async def handle_client(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        peer = writer.get_extra_info("peername")
-        if peer is None:
+        address = writer.get_extra_info("peername")
+        if address is None:
             return  # Gone before we got to it.
+        host = address[0]
         set_send_buffer(writer.get_extra_info("socket"), self.send_buffer)
-        connection = ChatConnection(writer, self.drain)
+        connection = ChatConnection(reader, writer)
         try:
             async with asyncio.TaskGroup() as tasks:
-                connection.reading = tasks.create_task(read_loop(reader, connection, self.hub))
+                connection.reading = tasks.create_task(read_loop(connection, self.hub))
                 connection.writing = tasks.create_task(write_loop(connection, self.hub))
-                connection.conn = self.hub.attach(connection, peer[0])
+                # close() stops the tasks by cancelling them, so they must exist
+                # before the hub may close the client at once (Server is full).
+                connection.conn = self.hub.connect(connection, host)
             if connection.abandon is not None:
                 connection.abandon.cancel()  # Flushed in time.
         finally:
             # If a task failed, the core must still forget the client (else a no-op).
-            self.hub.lost(connection.conn)
+            self.hub.connection_lost(connection.conn)
 
     def shutdown(self) -> None:
         self.hub.shutdown()
@@ -47,9 +49,9 @@ class ChatConnection:
     reading: asyncio.Task[None]
     writing: asyncio.Task[None]
 
-    def __init__(self, writer: asyncio.StreamWriter, drain: bool) -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
         self.writer = writer
-        self.drain = drain  # False only in the asyncio-nodrain teaching variant.
         self.conn: ConnId = 0
         # The queue is bounded in bytes by the core's SendQ accounting; a
         # bound in items on top would only be a second, arbitrary limit.
@@ -65,7 +67,6 @@ class ChatConnection:
         if flush:
             if farewell:
                 self.outbox.put_nowait(farewell)
-            self.outbox.put_nowait(None)  # The writer stops once the queue is empty.
             # A peer that does not take it all in time is cut off; abort()
             # also ends a drain() that is waiting for it.
             self.abandon = asyncio.get_running_loop().call_later(
@@ -78,29 +79,31 @@ class ChatConnection:
             # line is ever cut: the farewell can always follow, without waiting.
             if not self.writer.is_closing():
                 self.writer.write(farewell)
+        self.outbox.put_nowait(None)  # The writer stops once the queue is empty.
 
 
-async def read_loop(reader: asyncio.StreamReader, connection: ChatConnection, hub: ChatHub) -> None:
+async def read_loop(connection: ChatConnection, hub: ChatHub) -> None:
     try:
         # read(), not readline(): on an over-long line readline() clears its
-        # buffer and returns the tail as a new line; the core frames instead.
+        # buffer and can return the tail as a new line; the core frames instead.
         while True:
             # Wait for input only until the core's next deadline for this
             # client: registration, keepalive, or lines held by flood control.
             try:
                 async with asyncio.timeout_at(hub.deadline(connection.conn)) as waiting:
-                    data = await reader.read(READ_SIZE)
+                    data = await connection.reader.read(READ_SIZE)
             except TimeoutError:
                 if not waiting.expired():
                     raise  # ETIMEDOUT from the kernel (TimeoutError is an OSError).
-                hub.expire(connection.conn)  # A cancelled read() took no bytes.
-                continue
-            if not data:
-                break
-            hub.receive(connection.conn, data)
+            if waiting.expired():
+                hub.handle_timer(connection.conn)  # A cancelled read() took no bytes.
+            elif data:
+                hub.receive_data(connection.conn, data)
+            else:
+                break  # EOF
     except OSError as error:  # A reset, or a timeout from the kernel.
         log.debug("connection %d failed: %r", connection.conn, error)
-    hub.lost(connection.conn)
+    hub.connection_lost(connection.conn)
 
 
 async def write_loop(connection: ChatConnection, hub: ChatHub) -> None:
@@ -108,23 +111,25 @@ async def write_loop(connection: ChatConnection, hub: ChatHub) -> None:
     try:
         while (first := await connection.outbox.get()) is not None:
             if writer.is_closing():
-                # Reset, or cut off: asyncio would drop the bytes (and log
-                # from the 5th write on), uvloop would raise RuntimeError.
+                # Reset, or cut off: asyncio would drop the bytes (and log the
+                # later writes), uvloop would raise RuntimeError.
                 break
             chunk = take_pending(first, connection.outbox)
             writer.write(chunk)  # Never blocks: what the socket does not take is buffered.
             # Waits only once that buffer has passed its high-water mark
-            # (64 KiB), until it is below the low-water mark (16 KiB); it is
-            # also where a reset surfaces. Only this task
-            # waits, because every broadcast just queued and moved on.
-            # Without it the SendQ empties at once and the transport's
-            # buffer grows instead (the asyncio-nodrain teaching variant).
-            if connection.drain:
+            # (64 KiB), until it is at or below the low-water mark (16 KiB on
+            # asyncio's own loop, 16 bytes on uvloop); it is also where a reset
+            # surfaces. Only this task waits, because every broadcast just
+            # queued and moved on. Without it the SendQ empties at once and the
+            # transport's buffer grows instead: the asyncio-nodrain teaching
+            # variant, the only one with options.drain False.
+            if hub.options.drain:
                 await writer.drain()
-            hub.sent(connection.conn, len(chunk))
-    except OSError:
-        pass  # Reset: the reader sees it too.
-    hub.lost(connection.conn)
+            hub.data_sent(connection.conn, len(chunk))
+    except OSError as error:
+        log.debug("connection %d failed: %r", connection.conn, error)
+    # The reader sees a reset too; whoever is first tells the core (the other is a no-op).
+    hub.connection_lost(connection.conn)
 
 
 def take_pending(first: bytes, outbox: asyncio.Queue[bytes | None]) -> bytes:

@@ -5,16 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from echochat.core import READ_SIZE, EchoServer
+from echochat.core import READ_SIZE, EchoCore
 from echochat.options import ServerOptions
 
 log = logging.getLogger(__name__)
 
 
 class EchoService:
-    def __init__(self, options: ServerOptions, drain: bool) -> None:
-        self.core = EchoServer(options.limits)
-        self.drain = drain
+    def __init__(self, options: ServerOptions) -> None:
+        self.core = EchoCore(options.limits)
+        self.drain = options.drain
         self.connections: set[asyncio.StreamWriter] = set()
 
     async def handle_client(
@@ -27,7 +27,7 @@ class EchoService:
             await echo_loop(reader, writer, self.drain)
         finally:
             self.connections.discard(writer)
-            self.core.disconnect()
+            self.core.connection_lost()
 
     def shutdown(self) -> None:
         self.core.shutdown()

@@ -9,21 +9,19 @@ import signal
 from echochat.asyncio_impl.chat import ChatService
 from echochat.asyncio_impl.echo import EchoService
 from echochat.core import CLOSE_GRACE
-from echochat.options import ServerOptions, announce_listening, asyncio_loop_factory
+from echochat.loops import asyncio_loop_factory
+from echochat.options import ServerOptions, announce_listening
 
 log = logging.getLogger(__name__)
 
 
-def run(options: ServerOptions, drain: bool = True) -> None:
-    """``drain=False`` is the asyncio-nodrain teaching variant: never use it."""
+def run(options: ServerOptions) -> None:
     with asyncio.Runner(loop_factory=asyncio_loop_factory(options.loop)) as runner:
-        runner.run(serve(options, drain))
+        runner.run(serve(options))
 
 
-async def serve(options: ServerOptions, drain: bool = True) -> None:
-    service = (
-        ChatService(options, drain) if options.service == "chat" else EchoService(options, drain)
-    )
+async def serve(options: ServerOptions) -> None:
+    service = ChatService(options) if options.service == "chat" else EchoService(options)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

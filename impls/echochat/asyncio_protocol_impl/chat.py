@@ -53,7 +53,7 @@ class ChatConnection(asyncio.Protocol):
         # a chunk until drain() returns.
         self.unreported = 0
         self.abort_later: asyncio.TimerHandle | None = None
-        # Calls expire() at the core's next deadline for this client.
+        # Calls handle_timer() at the core's next deadline for this client.
         self.alarm: asyncio.TimerHandle | None = None
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -62,7 +62,7 @@ class ChatConnection(asyncio.Protocol):
             # Lost; connection_lost() is on its way. Writing would only be
             # counted, then logged ("socket.send() raised exception."), and
             # the bytes must not fill the SendQ of a dead client.
-            self.hub.sent(self.conn, len(data))
+            self.hub.data_sent(self.conn, len(data))
         elif self.writing_paused:
             self.pending.append(data)  # Never waits for the client.
         else:
@@ -91,19 +91,19 @@ class ChatConnection(asyncio.Protocol):
         # from asyncio.Transport, though they offer the same methods.
         self.transport = cast(asyncio.Transport, transport)
         self.service.connections.add(self)
-        peer = transport.get_extra_info("peername")
-        if peer is None:
+        address = transport.get_extra_info("peername")
+        if address is None:
             self.transport.close()  # Gone before we got to it.
             return
         set_send_buffer(transport.get_extra_info("socket"), self.service.send_buffer)
-        self.conn = self.hub.attach(self, peer[0])
+        self.conn = self.hub.connect(self, address[0])
         self.set_alarm()
 
     def data_received(self, data: bytes) -> None:
         # Whatever one recv() returned (the transport picks the size: 256 KiB
         # on the standard loop, not READ_SIZE), never lines; the core frames.
         try:
-            self.hub.receive(self.conn, data)
+            self.hub.receive_data(self.conn, data)
         except Exception:
             # The loop would log it as a fatal protocol error and close the
             # transport; say which connection, and close it the same way.
@@ -128,13 +128,13 @@ class ChatConnection(asyncio.Protocol):
 
     def ring(self) -> None:
         self.alarm = None
-        self.hub.expire(self.conn)
+        self.hub.handle_timer(self.conn)
         self.set_alarm()
 
     def eof_received(self) -> None:
         # The core closes us with a flush (or already did). Returning None
         # lets the transport close too, which is then a no-op.
-        self.hub.lost(self.conn)
+        self.hub.connection_lost(self.conn)
 
     def pause_writing(self) -> None:
         # Called from inside transport.write() once its buffer passes the
@@ -144,7 +144,7 @@ class ChatConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         # The buffer is below its low-water mark (16 KiB).
         self.writing_paused = False
-        self.hub.sent(self.conn, self.unreported)
+        self.hub.data_sent(self.conn, self.unreported)
         self.unreported = 0
         if self.pending:
             self.write(take_pending(self.pending))
@@ -159,7 +159,7 @@ class ChatConnection(asyncio.Protocol):
         if self.alarm is not None:
             self.alarm.cancel()
         self.service.connections.discard(self)
-        self.hub.lost(self.conn)  # A no-op if the core closed it already.
+        self.hub.connection_lost(self.conn)  # A no-op if the core closed it already.
         self.closed.set_result(None)
 
     def write(self, chunk: bytes) -> None:
@@ -167,7 +167,7 @@ class ChatConnection(asyncio.Protocol):
         if self.writing_paused:
             self.unreported = len(chunk)  # This write paused writing.
         else:
-            self.hub.sent(self.conn, len(chunk))
+            self.hub.data_sent(self.conn, len(chunk))
 
 
 def take_pending(pending: deque[bytes]) -> bytes:

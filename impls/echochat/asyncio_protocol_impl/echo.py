@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import cast
 
-from echochat.core import CLOSE_GRACE, EchoServer
+from echochat.core import CLOSE_GRACE, EchoCore
 from echochat.options import ServerOptions
 
 log = logging.getLogger(__name__)
@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 class EchoService:
     def __init__(self, options: ServerOptions) -> None:
-        self.core = EchoServer(options.limits)
+        self.core = EchoCore(options.limits)
         self.connections: set[EchoConnection] = set()
 
     def protocol_factory(self) -> EchoConnection:
@@ -80,5 +80,5 @@ class EchoConnection(asyncio.Protocol):
             self.abort_later.cancel()
         self.service.connections.discard(self)
         if self.admitted:
-            self.service.core.disconnect()
+            self.service.core.connection_lost()
         self.closed.set_result(None)

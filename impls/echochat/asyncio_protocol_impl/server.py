@@ -9,7 +9,8 @@ from collections.abc import Collection
 
 from echochat.asyncio_protocol_impl.chat import ChatConnection, ChatService
 from echochat.asyncio_protocol_impl.echo import EchoConnection, EchoService
-from echochat.options import ServerOptions, announce_listening, asyncio_loop_factory
+from echochat.loops import asyncio_loop_factory
+from echochat.options import ServerOptions, announce_listening
 
 log = logging.getLogger(__name__)
 

@@ -45,7 +45,9 @@ from array import array
 from dataclasses import dataclass
 
 from echochat.core.limits import DEFAULT_SENDQ
-from echochat.experiments.common import MiB, ServerUnderTest, quantile
+from echochat.experiments.common import MiB, quantile
+from echochat.launch import ServerUnderTest
+from echochat.options import allow_open_files
 
 CHANNEL = "#bench"
 DEFAULT_SENDERS = 4
@@ -64,8 +66,8 @@ SETUP_TIMEOUT = 120.0
 # After posting ends, the longest to wait for messages still under way.
 SETTLE = 10.0
 RSS_INTERVAL = 0.1
-# 64 KiB, like the servers: above glibc's 128 KiB mmap threshold every recv
-# would cost an mmap (shared/FACTS.md, "warm the server first").
+# 64 KiB, like the servers: above glibc's initial 128 KiB mmap threshold every
+# recv would cost an mmap (docs/backpressure.md, on warming servers up).
 RECV_SIZE = 65_536
 # Far more than a welcome, a NAMES list of 1000 nicks and 1000 JOINs.
 SETUP_BUFFER_LIMIT = 1 << 20
@@ -226,17 +228,6 @@ class Verifier:
         raise DeliveryError(f"m{member} got m{sender}'s #{seq} when #{expected} was due: {what}")
 
 
-def allow_open_files(sockets: int) -> None:
-    """Raise the soft open-files limit so this process can hold ``sockets`` connections."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = sockets + 64  # stdio, the selector, the server's pipes, a margin
-    if soft == resource.RLIM_INFINITY or soft >= wanted:
-        return
-    if hard != resource.RLIM_INFINITY and hard < wanted:
-        raise OSError(f"{sockets} connections need {wanted} open files; the hard limit is {hard}")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-
-
 @dataclass(slots=True)
 class _Joining:
     """A client waiting for the PONG that ends a step (registration, synchronisation)."""
@@ -262,7 +253,9 @@ def open_clients(
     Clients already registered keep being read, because later JOINs are
     broadcast to them. Returns non-blocking sockets, in nick order.
     """
-    allow_open_files(count)
+    wanted = count + 64  # stdio, the selector, the server's pipes, a margin
+    if (allowed := allow_open_files(wanted)) < wanted:
+        raise OSError(f"{count} connections need {wanted} open files; the limit is {allowed}")
     deadline = time.monotonic() + timeout
     socks: list[socket.socket] = []
     with contextlib.ExitStack() as on_failure, selectors.DefaultSelector() as selector:

@@ -8,7 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from echochat.bench.chat import run_chat
-from echochat.bench.contract import SHARED_SUITE_IMPLS, run_contract_suite
+from echochat.bench.contract import run_contract_suite
 from echochat.bench.echo import MINIMAL, measure, start_echochat, start_minimal
 from echochat.bench.idle import run_idle
 from echochat.bench.matrix import (
@@ -22,7 +22,8 @@ from echochat.bench.matrix import (
     update_docs_page,
 )
 from echochat.experiments import DEFAULT_OUT
-from echochat.experiments.common import ServerUnderTest
+from echochat.launch import ServerUnderTest
+from echochat.registry import CONTRACT_CONFIGURATIONS
 
 COMPARE_OUT = Path("build/compare")
 
@@ -30,7 +31,7 @@ COMPARE_OUT = Path("build/compare")
 def run_bench(args: argparse.Namespace) -> int:
     if args.kind == "compare":
         outcomes = run_contract_suite(Path.cwd())
-        print(summarise_contract(outcomes, SHARED_SUITE_IMPLS), flush=True)
+        print(summarise_contract(outcomes, list(CONTRACT_CONFIGURATIONS)), flush=True)
         return report_matrix(quick=True, out=args.out or COMPARE_OUT, docs=False)
     if args.kind == "matrix":
         return report_matrix(

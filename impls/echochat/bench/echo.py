@@ -27,15 +27,9 @@ from pathlib import Path
 import psutil
 
 from echochat.bench.cserver import build_epoll_echo
-from echochat.experiments.common import (
-    MAIN,
-    ON_UVLOOP,
-    VARIANTS,
-    MiB,
-    ServerUnderTest,
-    progress,
-    quantile,
-)
+from echochat.experiments.common import MAIN, ON_UVLOOP, VARIANTS, MiB, progress, quantile
+from echochat.launch import ServerUnderTest
+from echochat.registry import EventLoop
 
 NAME = "echo"
 KiB = 1024
@@ -328,7 +322,7 @@ MINIMAL = {
 CEILING_LABEL = "C epoll"
 
 
-def start_minimal(minimal: Minimal, loop: str = "asyncio") -> ServerUnderTest:
+def start_minimal(minimal: Minimal, loop: EventLoop = "asyncio") -> ServerUnderTest:
     command = [sys.executable, "-m", f"echochat.bench.minimal.{minimal.module}", "--port", "0"]
     command += minimal.options
     if loop == "asyncio":
@@ -336,7 +330,7 @@ def start_minimal(minimal: Minimal, loop: str = "asyncio") -> ServerUnderTest:
     return ServerUnderTest(f"{minimal.label}+{loop}", [*command, "--loop", loop])
 
 
-def start_echochat(impl: str, loop: str = "asyncio") -> ServerUnderTest:
+def start_echochat(impl: str, loop: EventLoop = "asyncio") -> ServerUnderTest:
     return ServerUnderTest.echochat(impl, "echo", loop=loop)
 
 
@@ -397,7 +391,7 @@ def measure(
             servers.append(stack.enter_context(start()))
             # One connection that sends, reads and closes: a cold asyncio
             # server is much slower until some EOF has freed a 256 KiB read
-            # buffer (shared/FACTS.md), so every server gets the same.
+            # buffer (docs/backpressure.md), so every server gets the same.
             servers[-1].warm_up()
         for n, size in enumerate(sizes):
             for server in servers if n % 2 == 0 else servers[::-1]:

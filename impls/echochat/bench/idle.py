@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass
 
 from echochat.bench.chat import SETUP_IN_FLIGHT, open_clients
-from echochat.experiments.common import MiB, ServerUnderTest
+from echochat.experiments.common import MiB
+from echochat.launch import ServerUnderTest
 
 DEFAULT_CLIENTS = 1000
 

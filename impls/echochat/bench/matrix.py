@@ -18,14 +18,8 @@ from typing import Any
 from echochat.bench.chat import ChatResult, run_chat
 from echochat.bench.echo import CEILING_LABEL, MINIMAL, EchoResult, KiB, echo_targets, measure
 from echochat.bench.idle import IdleResult, run_idle
-from echochat.experiments.common import (
-    MAIN,
-    ServerUnderTest,
-    machine,
-    new_figure,
-    progress,
-    save_figure,
-)
+from echochat.experiments.common import MAIN, machine, new_figure, progress, save_figure
+from echochat.launch import ServerUnderTest
 
 NAME = "bench"
 DOCS_PAGE = Path("docs/performance.md")
@@ -421,7 +415,9 @@ def update_docs_page(summary: str, page: Path = DOCS_PAGE) -> None:
 
 
 def summarise_contract(outcomes: dict[str, Any], order: Sequence[str]) -> str:
-    lines = ["shared contract suite (tests/test_chat_*.py, test_echo.py, test_lifecycle.py):"]
+    lines = [
+        "shared contract suite (tests/contract/test_chat_*.py, test_echo.py, test_lifecycle.py):"
+    ]
     for impl in order:
         counts = outcomes.get(impl, {})
         lines.append(

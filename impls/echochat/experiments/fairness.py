@@ -25,11 +25,11 @@ from echochat.experiments.common import (
     VARIANTS,
     MiB,
     Report,
-    ServerUnderTest,
     new_figure,
     progress,
     save_figure,
 )
+from echochat.launch import ServerUnderTest
 
 NAME = "fairness"
 PING = b"p" * 63 + b"\n"

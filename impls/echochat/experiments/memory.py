@@ -22,11 +22,11 @@ from echochat.experiments.common import (
     VARIANTS,
     MiB,
     Report,
-    ServerUnderTest,
     new_figure,
     progress,
     save_figure,
 )
+from echochat.launch import ServerUnderTest
 
 NAME = "memory"
 GiB = 1024 * MiB
@@ -92,9 +92,8 @@ def flood(server: ServerUnderTest, settings: Settings) -> Flood:
                 continue
             # The timeout ends a blocked send at the next sample, so a stalled
             # server shows up as a flat "sent" line, not as a hung client. A
-            # fresh (zeroed, cheap) object per send: the shared/FACTS.md rule
-            # for these measurements, since uvloop keeps references to
-            # written objects and a reused one can hide growth.
+            # fresh (zeroed, cheap) object per send, since uvloop keeps
+            # references to written objects and a reused one can hide growth.
             sock.settimeout(next_sample - now)
             try:
                 sent += sock.send(bytes(min(CHUNK, limit - sent)))

@@ -36,7 +36,7 @@ import anyio.lowlevel
 import trio
 from anyio.abc import SocketAttribute, SocketListener, SocketStream
 
-from echochat.options import asyncio_loop_factory
+from echochat.loops import asyncio_loop_factory
 
 KiB = 1024
 MiB = 1024 * KiB

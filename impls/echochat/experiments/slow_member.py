@@ -33,12 +33,12 @@ from echochat.experiments.common import (
     VARIANTS,
     MiB,
     Report,
-    ServerUnderTest,
     new_figure,
     progress,
     quantile,
     save_figure,
 )
+from echochat.launch import ServerUnderTest
 
 NAME = "slow-member"
 CHANNEL = "#slow"

@@ -31,10 +31,12 @@ class ChatService:
             async with trio.open_nursery() as tasks:
                 tasks.start_soon(read_loop, connection, self.hub)
                 tasks.start_soon(write_loop, connection, self.hub)
-                connection.conn = self.hub.attach(connection, host)
+                # The cancel scopes that close() uses exist from ChatConnection's
+                # __init__, so the hub may close the client at once (Server is full).
+                connection.conn = self.hub.connect(connection, host)
         finally:
             # If a task failed, the core must still forget the client (else a no-op).
-            self.hub.lost(connection.conn)
+            self.hub.connection_lost(connection.conn)
 
     def shutdown(self) -> None:
         self.hub.shutdown()
@@ -78,19 +80,20 @@ async def read_loop(connection: ChatConnection, hub: ChatHub) -> None:
                 with trio.move_on_at(math.inf if deadline is None else deadline) as waiting:
                     data = await connection.stream.receive_some(READ_SIZE)
                 if waiting.cancelled_caught:
-                    hub.expire(connection.conn)  # A cancelled receive_some took no bytes.
+                    hub.handle_timer(connection.conn)  # A cancelled receive_some took no bytes.
                 elif data:
-                    hub.receive(connection.conn, data)
+                    hub.receive_data(connection.conn, data)
                 else:
-                    break
-        except trio.BrokenResourceError:
-            log.debug("connection %d reset by peer", connection.conn)
-        hub.lost(connection.conn)
+                    break  # EOF
+        except trio.BrokenResourceError as error:
+            log.debug("connection %d failed: %r", connection.conn, error)
+        hub.connection_lost(connection.conn)
 
 
 async def write_loop(connection: ChatConnection, hub: ChatHub) -> None:
     sending = False
-    with connection.writing:
+    # Closing the receiving end too, as anyio's memory streams ask to be.
+    with connection.writing, connection.outbox_reader:
         try:
             async for first in connection.outbox_reader:
                 chunk = take_pending(first, connection.outbox_reader)
@@ -102,13 +105,15 @@ async def write_loop(connection: ChatConnection, hub: ChatHub) -> None:
                 # task waits, because every broadcast just queued and moved on.
                 await connection.stream.send_all(chunk)
                 sending = False
-                hub.sent(connection.conn, len(chunk))
-        except trio.BrokenResourceError:
-            hub.lost(connection.conn)
-            return
-    # Closed for SendQ: a send_all cut off by the cancel may have sent part of
-    # a line (trio docs; trio#889), so the stream is broken and the farewell
-    # goes out only if nothing was in flight.
+                hub.data_sent(connection.conn, len(chunk))
+        except trio.BrokenResourceError as error:
+            log.debug("connection %d failed: %r", connection.conn, error)
+    # The reader sees a reset too; whoever is first tells the core (the other is a no-op).
+    hub.connection_lost(connection.conn)
+    # Closed for SendQ: a send_all cut off by the cancel may have sent some,
+    # all or none of the chunk (its docstring; trio#889). trio does not mark
+    # the stream broken, but the client may hold half a line, so we treat it
+    # as broken: the farewell goes out only if nothing was in flight.
     if connection.farewell and not sending:
         with trio.move_on_after(CLOSE_GRACE), suppress(trio.BrokenResourceError):
             await connection.stream.send_all(connection.farewell)

@@ -5,8 +5,8 @@ selector module (an import-linter contract and a test check this), so the
 same decisions drive the asyncio, trio and anyio adapters.
 """
 
-from echochat.core.chat import ChatServer
-from echochat.core.echo import EchoServer
+from echochat.core.chat import ChatCore
+from echochat.core.echo import EchoCore
 from echochat.core.effects import Close, ConnId, Effect, Send
 from echochat.core.framing import Line, LineFramer, LineTooLong
 from echochat.core.limits import CLOSE_GRACE, READ_SIZE, Limits
@@ -15,10 +15,10 @@ from echochat.core.version import __version__
 __all__ = [
     "CLOSE_GRACE",
     "READ_SIZE",
-    "ChatServer",
+    "ChatCore",
     "Close",
     "ConnId",
-    "EchoServer",
+    "EchoCore",
     "Effect",
     "Limits",
     "Line",

@@ -1,6 +1,6 @@
 """The chat service's state machine: an IRC subset (RFC 1459/2812), with no I/O at all.
 
-``ChatServer`` holds every client, nick and channel. Adapters call it with
+``ChatCore`` holds every client, nick and channel. Adapters call it with
 what happened on the wire (a connection opened, bytes arrived, bytes left the
 outbound queue, the peer went away, the server is stopping) and carry out the
 effects it returns. All protocol decisions live here, so the asyncio, trio and
@@ -96,10 +96,10 @@ class Channel:
     topic: str = ""
 
 
-Handler = Callable[["ChatServer", Client, list[str]], None]
+Handler = Callable[["ChatCore", Client, list[str]], None]
 
 
-class ChatServer:
+class ChatCore:
     """Every client, nick and channel of one chat server, driven by events from an adapter."""
 
     def __init__(self, limits: Limits, created: str) -> None:
@@ -713,21 +713,21 @@ class ChatServer:
 
 
 _HANDLERS: dict[str, Handler] = {
-    "CAP": ChatServer._cmd_cap,
-    "PASS": ChatServer._cmd_ignore,
-    "PONG": ChatServer._cmd_ignore,
-    "NICK": ChatServer._cmd_nick,
-    "USER": ChatServer._cmd_user,
-    "PING": ChatServer._cmd_ping,
-    "QUIT": ChatServer._cmd_quit,
-    "JOIN": ChatServer._cmd_join,
-    "PART": ChatServer._cmd_part,
-    "PRIVMSG": ChatServer._cmd_privmsg,
-    "NOTICE": ChatServer._cmd_notice,
-    "NAMES": ChatServer._cmd_names,
-    "TOPIC": ChatServer._cmd_topic,
-    "MODE": ChatServer._cmd_mode,
-    "WHOIS": ChatServer._cmd_whois,
-    "WHO": ChatServer._cmd_who,
-    "LUSERS": ChatServer._cmd_lusers,
+    "CAP": ChatCore._cmd_cap,
+    "PASS": ChatCore._cmd_ignore,
+    "PONG": ChatCore._cmd_ignore,
+    "NICK": ChatCore._cmd_nick,
+    "USER": ChatCore._cmd_user,
+    "PING": ChatCore._cmd_ping,
+    "QUIT": ChatCore._cmd_quit,
+    "JOIN": ChatCore._cmd_join,
+    "PART": ChatCore._cmd_part,
+    "PRIVMSG": ChatCore._cmd_privmsg,
+    "NOTICE": ChatCore._cmd_notice,
+    "NAMES": ChatCore._cmd_names,
+    "TOPIC": ChatCore._cmd_topic,
+    "MODE": ChatCore._cmd_mode,
+    "WHOIS": ChatCore._cmd_whois,
+    "WHO": ChatCore._cmd_who,
+    "LUSERS": ChatCore._cmd_lusers,
 }

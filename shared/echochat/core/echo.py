@@ -5,7 +5,7 @@ from __future__ import annotations
 from echochat.core.limits import Limits
 
 
-class EchoServer:
+class EchoCore:
     """Counts open echo connections against ``--max-clients``."""
 
     def __init__(self, limits: Limits) -> None:
@@ -20,7 +20,8 @@ class EchoServer:
         self.connections += 1
         return True
 
-    def disconnect(self) -> None:
+    def connection_lost(self) -> None:
+        """A connection the core admitted has ended: its place is free again."""
         self.connections -= 1
 
     def shutdown(self) -> None:

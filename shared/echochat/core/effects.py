@@ -17,7 +17,7 @@ class Send:
 
     The adapter must not wait for the peer here: it appends to that
     connection's outbound queue and reports the bytes back with
-    ``ChatServer.data_sent`` once they have left the queue.
+    ``ChatCore.data_sent`` once they have left the queue.
     """
 
     conn: ConnId

@@ -1,9 +1,11 @@
 """Line framing for the chat service: bytes in, complete lines out, with a hard length limit.
 
-Anchored on h11's ``Connection.receive_data``: the framer owns a small
-buffer and never more than ``max_line`` bytes of it, however the input is cut
-into packets. An over-long line is reported once (``LineTooLong``) and then
-discarded up to its LF, so no part of it is ever executed.
+Anchored on h2's ``H2Connection.receive_data``, which takes bytes and returns
+the events they complete (h11 instead buffers the bytes and hands out events one
+``next_event()`` call at a time). The framer owns a small buffer and never more
+than ``max_line`` bytes of it, however the input is cut into packets. An
+over-long line is reported once (``LineTooLong``) and then discarded up to its
+LF, so no part of it is ever executed.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The resource limits every implementation honours, with the defaults of PROTOCOL.md."""
+"""The resource limits every implementation honours, with the defaults docs/protocol.md states."""
 
 from __future__ import annotations
 

@@ -48,7 +48,6 @@ def parse(text: str) -> Message | None:
         rest = rest.partition(" ")[2].lstrip(" ")
     if not rest:
         return None
-    params: list[str] = []
     trailing: str | None = None
     if " :" in rest:
         rest, _, trailing = rest.partition(" :")

@@ -7,7 +7,7 @@ import signal
 from typing import cast
 
 from echochat.bench.minimal import parse_args
-from echochat.options import asyncio_loop_factory
+from echochat.loops import asyncio_loop_factory
 
 
 class Echo(asyncio.Protocol):

@@ -6,7 +6,7 @@ import asyncio
 import signal
 
 from echochat.bench.minimal import parse_args
-from echochat.options import asyncio_loop_factory
+from echochat.loops import asyncio_loop_factory
 
 
 async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -1,8 +1,7 @@
 """Soak: 200 members, 10 senders x 500 numbered messages and one stalled reader.
 
-Run against the four implementations (asyncio, trio, anyio on both
-backends; about 10 s each on 2 cores), not the teaching variant or the
-uvloop configurations, to keep ``make test`` within its budget. Bounded in
+Run against every implementation, as every contract test is (about 5 s
+each on 2 cores). Bounded in
 count (5000 messages) and time (run_chat gives up 60 s after posting starts,
 plus its settling time). Marked ``slow`` so a quick run can leave it out
 (``pytest -m "not slow"``); ``make test`` runs it.
@@ -13,8 +12,8 @@ from __future__ import annotations
 import pytest
 
 from echochat.bench.chat import run_chat
-from echochat.cli import IMPLEMENTATIONS
-from echochat.experiments.common import ServerUnderTest
+from echochat.launch import ServerUnderTest
+from echochat.registry import parse_configuration
 
 MEMBERS = 200
 SENDERS = 10
@@ -29,12 +28,12 @@ WINDOW = 16
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
 def test_soak_every_healthy_member_gets_everything_and_the_stalled_one_is_dropped(
     impl: str,
 ) -> None:
     options = ("--sendq", str(SENDQ), "--send-buffer", str(SEND_BUFFER))
-    with ServerUnderTest.echochat(impl, "chat", *options) as server:
+    implementation, loop = parse_configuration(impl)
+    with ServerUnderTest.echochat(implementation.name, "chat", *options, loop=loop) as server:
         # run_chat raises DeliveryError if any member misses, repeats or
         # reorders a message, or does not hear the stalled reader leave once.
         result = run_chat(

@@ -1,6 +1,6 @@
 """A Hypothesis state machine fuzzing the chat core through random interleavings of events.
 
-The machine plays an adapter around ``ChatServer``: it connects clients from
+The machine plays an adapter around ``ChatCore``: it connects clients from
 a few hosts, feeds them commands, garbage and keepalive replies, loses
 connections, reports sent bytes (or stalls, as a client that stops reading
 would), lets the clock run (firing each connection's timer at its deadline,
@@ -26,7 +26,7 @@ step it checks the invariants that must hold whatever the input:
 Its default run is short so that ``make test`` stays fast. Run it longer with
 ``ECHOCHAT_FUZZ_EXAMPLES`` (examples) and ``ECHOCHAT_FUZZ_STEPS`` (steps per
 example), e.g. ``ECHOCHAT_FUZZ_EXAMPLES=20000 .venv/bin/pytest
-tests/test_core_state_machine.py --timeout 0`` (about 8 minutes). Memory grows
+tests/core/test_state_machine.py --timeout 0`` (about 8 minutes). Memory grows
 with the examples of one run (20,000 peaked at 4.3 GB RSS), so for longer
 fuzzing repeat runs of that size rather than raising the count further.
 """
@@ -39,10 +39,6 @@ import os
 import re
 from collections import Counter
 
-from hypothesis import HealthCheck, event, settings
-from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
-
 from core_helpers import (
     CREATED,
     Harness,
@@ -53,7 +49,11 @@ from core_helpers import (
     prefix_of,
     split_lines,
 )
-from echochat.core import ChatServer, Close, ConnId, Effect, Limits, LineFramer, LineTooLong, Send
+from hypothesis import HealthCheck, event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from echochat.core import ChatCore, Close, ConnId, Effect, Limits, LineFramer, LineTooLong, Send
 
 EXAMPLES = int(os.environ.get("ECHOCHAT_FUZZ_EXAMPLES", "100"))
 STEPS = int(os.environ.get("ECHOCHAT_FUZZ_STEPS", "40"))
@@ -160,20 +160,20 @@ def pieces(data: bytes, cuts: list[int]) -> list[bytes]:
     return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
-def check_tables(server: ChatServer) -> None:
+def check_tables(core: ChatCore) -> None:
     """The nick and channel tables agree with each other and with the clients.
 
     This needs the core's private tables: no public call lists them all.
     """
-    clients = server._clients
-    for key, owner in server._nicks.items():
+    clients = core._clients
+    for key, owner in core._nicks.items():
         assert clients.get(owner.conn) is owner, f"nick {key!r} of a gone client"
         assert owner.nick is not None
         assert fold(owner.nick) == key
     for client in clients.values():
         if client.nick is not None:
-            assert server._nicks[fold(client.nick)] is client
-    for key, channel in server._channels.items():
+            assert core._nicks[fold(client.nick)] is client
+    for key, channel in core._channels.items():
         assert fold(channel.name) == key
         assert channel.members, f"empty channel {key}"
         for conn, member in channel.members.items():
@@ -182,13 +182,13 @@ def check_tables(server: ChatServer) -> None:
             assert member.channels[key] is channel
     for client in clients.values():
         for key, channel in client.channels.items():
-            assert server._channels[key] is channel
+            assert core._channels[key] is channel
             assert client.conn in channel.members
-    assert server._connections_per_host == Counter(client.host for client in clients.values())
+    assert core._connections_per_host == Counter(client.host for client in clients.values())
 
 
 class ChatMachine(RuleBasedStateMachine):
-    """Drives a ChatServer (and its piecewise-fed twin) as an adapter would."""
+    """Drives a ChatCore (and its piecewise-fed twin) as an adapter would."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -216,8 +216,8 @@ class ChatMachine(RuleBasedStateMachine):
     @initialize(chosen=limits())
     def start(self, chosen: Limits) -> None:
         self.limits = chosen
-        self.server = ChatServer(chosen, created=CREATED)
-        self.twin = ChatServer(chosen, created=CREATED)
+        self.core = ChatCore(chosen, created=CREATED)
+        self.twin = ChatCore(chosen, created=CREATED)
         # Two clients registering and joining a channel, so that even short runs
         # (Hypothesis tries many) reach the channel tables.
         for nick, host in (("alice", HOSTS[0]), ("bob", HOSTS[1])):
@@ -287,17 +287,17 @@ class ChatMachine(RuleBasedStateMachine):
 
     def report_sent(self, conn: ConnId, nbytes: int) -> None:
         if nbytes:
-            self.server.data_sent(conn, nbytes)
+            self.core.data_sent(conn, nbytes)
             self.twin.data_sent(conn, nbytes)
             self.unsent[conn] -= nbytes
 
     def both(self, call: str, conn: ConnId) -> None:
         """``handle_timer`` or ``connection_lost`` on both servers, which must agree."""
         if call == "timer":
-            effects = self.server.handle_timer(conn, self.now)
+            effects = self.core.handle_timer(conn, self.now)
             assert self.twin.handle_timer(conn, self.now) == effects
         else:
-            effects = self.server.connection_lost(conn)
+            effects = self.core.connection_lost(conn)
             assert self.twin.connection_lost(conn) == effects
         self.apply(effects)
 
@@ -306,7 +306,7 @@ class ChatMachine(RuleBasedStateMachine):
         if conn in self.open and self.framers[conn].receive_data(data):
             self.last_line_at[conn] = self.now
             self.pinged_at.pop(conn, None)
-        effects = self.server.receive_data(conn, data, self.now)
+        effects = self.core.receive_data(conn, data, self.now)
         piecewise: list[Effect] = []
         for piece in pieces(data, cuts):
             piecewise += self.twin.receive_data(conn, piece, self.now)
@@ -318,13 +318,13 @@ class ChatMachine(RuleBasedStateMachine):
     def fire_overdue(self) -> None:
         """Fire, once, the timer of every connection whose deadline is not in the future."""
         for conn in sorted(self.open):
-            deadline = self.server.deadline(conn)
+            deadline = self.core.deadline(conn)
             if deadline is not None and deadline <= self.now:
                 self.fire(conn)
 
     def fire(self, conn: ConnId) -> None:
         self.both("timer", conn)
-        deadline = self.server.deadline(conn)
+        deadline = self.core.deadline(conn)
         assert deadline is None or deadline > self.now, (
             f"handle_timer({conn}, {self.now!r}) left deadline {deadline!r}: an adapter would spin"
         )
@@ -343,7 +343,7 @@ class ChatMachine(RuleBasedStateMachine):
 
     @rule(host=st.sampled_from(HOSTS))
     def connect(self, host: str) -> None:
-        conn, effects = self.server.connect(host, self.now)
+        conn, effects = self.core.connect(host, self.now)
         assert self.twin.connect(host, self.now) == (conn, effects)
         assert conn not in self.host, "a connection id was reused"
         self.known.append(conn)
@@ -406,7 +406,7 @@ class ChatMachine(RuleBasedStateMachine):
         conn = self.pick(index, registered=True)
         users = len(self.open & self.welcomed)
         unknown = len(self.open) - users
-        channels = self.server.channel_count
+        channels = self.core.channel_count
         effects = self.feed(conn, b"LUSERS\r\n", [])
         replies = [
             parse_line(line.decode().rstrip("\r\n"))
@@ -436,12 +436,12 @@ class ChatMachine(RuleBasedStateMachine):
         """Whatever an adapter still reports for a closed connection is ignored."""
         closed = sorted(set(self.known) - self.open)
         conn = closed[index % len(closed)]
-        for server in (self.server, self.twin):
-            assert server.receive_data(conn, data, self.now) == []
-            assert server.handle_timer(conn, self.now) == []
-            assert server.connection_lost(conn) == []
-            server.data_sent(conn, 1)
-            assert server.deadline(conn) is None
+        for core in (self.core, self.twin):
+            assert core.receive_data(conn, data, self.now) == []
+            assert core.handle_timer(conn, self.now) == []
+            assert core.connection_lost(conn) == []
+            core.data_sent(conn, 1)
+            assert core.deadline(conn) is None
 
     @precondition(lambda self: self.known)
     @rule(index=st.integers(0))
@@ -474,7 +474,7 @@ class ChatMachine(RuleBasedStateMachine):
             due = [
                 (deadline, conn)
                 for conn in self.open
-                if (deadline := self.server.deadline(conn)) is not None and deadline <= end
+                if (deadline := self.core.deadline(conn)) is not None and deadline <= end
             ]
             if not due:
                 break
@@ -488,10 +488,10 @@ class ChatMachine(RuleBasedStateMachine):
     def early_wakeup(self, index: int) -> None:
         """A timer that fires before the deadline (adapters may wake early) does nothing."""
         conn = self.pick(index)
-        deadline = self.server.deadline(conn)
-        assert self.server.handle_timer(conn, self.now) == []
+        deadline = self.core.deadline(conn)
+        assert self.core.handle_timer(conn, self.now) == []
         assert self.twin.handle_timer(conn, self.now) == []
-        after = self.server.deadline(conn)
+        after = self.core.deadline(conn)
         # The bucket is recomputed as of now: the same instant, give or take rounding.
         assert (after is None) == (deadline is None)
         assert after is None or deadline is None or math.isclose(after, deadline, abs_tol=1e-9)
@@ -501,7 +501,7 @@ class ChatMachine(RuleBasedStateMachine):
         if go:
             return  # Rarely, so that most runs get far before it.
         open_before = set(self.open)
-        effects = self.server.shutdown()
+        effects = self.core.shutdown()
         assert self.twin.shutdown() == effects
         farewell = b"ERROR :Server shutting down\r\n"
         assert effects == [Close(conn, farewell, flush=True) for conn in sorted(open_before)]
@@ -514,20 +514,20 @@ class ChatMachine(RuleBasedStateMachine):
     def tables_are_consistent(self) -> None:
         if not hasattr(self, "server"):
             return
-        check_tables(self.server)
-        assert self.server.client_count == len(self.open)
+        check_tables(self.core)
+        assert self.core.client_count == len(self.open)
         assert self.twin.client_count == len(self.open)
-        assert self.twin.channel_count == self.server.channel_count
-        assert self.server.client_count <= self.limits.max_clients
+        assert self.twin.channel_count == self.core.channel_count
+        assert self.core.client_count <= self.limits.max_clients
         if self.shut_down:
-            assert self.server.channel_count == 0
+            assert self.core.channel_count == 0
 
     @invariant()
     def queues_are_accounted(self) -> None:
         if not hasattr(self, "server"):
             return
         limits = self.limits
-        for conn, client in self.server._clients.items():
+        for conn, client in self.core._clients.items():
             # The SendQ is what was sent and not reported; never negative, never over.
             assert client.queued == self.unsent[conn]
             assert 0 <= client.queued <= limits.sendq
@@ -549,7 +549,7 @@ class ChatMachine(RuleBasedStateMachine):
         if not hasattr(self, "server"):
             return
         for conn in self.known:
-            deadline = self.server.deadline(conn)
+            deadline = self.core.deadline(conn)
             assert self.twin.deadline(conn) == deadline
             if conn not in self.open:
                 assert deadline is None
@@ -578,7 +578,7 @@ class ChatMachine(RuleBasedStateMachine):
         for conn in self.open:
             sent, answered = self.pings[conn], self.pongs[conn]
             assert answered == sent[: len(answered)], (sent, answered)
-            if not self.server._clients[conn].inbox:
+            if not self.core._clients[conn].inbox:
                 # Nothing waits: every PING ran (the client may be closed instead).
                 assert answered == sent
 

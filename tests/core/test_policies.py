@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from core_helpers import CREATED, SERVER, Harness, lenient_limits, parse_line, prefix_of
-from echochat.core import ChatServer, Close, ConnId, Effect, Limits
+
+from echochat.core import ChatCore, Close, ConnId, Effect, Limits
 
 REGISTRATION_TIMEOUT = b"ERROR :Closing link (Registration timeout)\r\n"
 PING_TIMEOUT = b"ERROR :Closing link (Ping timeout: 60 seconds)\r\n"
@@ -31,8 +31,8 @@ ALL_OFF: dict[str, Any] = {
 }
 
 
-class ProgressCheckingServer(ChatServer):
-    """A ChatServer that fails a test where an adapter would spin.
+class ProgressCheckingCore(ChatCore):
+    """A ChatCore that fails a test where an adapter would spin.
 
     An adapter calls ``handle_timer`` again as soon as ``deadline`` is not in
     the future, so a call that leaves the deadline at or before ``now`` makes
@@ -52,7 +52,7 @@ class ProgressCheckingServer(ChatServer):
 def harness(**overrides: Any) -> Harness:
     """A Harness over ``lenient_limits(**overrides)`` whose server checks timer progress."""
     h = Harness(lenient_limits(**overrides))
-    h.server = ProgressCheckingServer(h.limits, created=CREATED)
+    h.core = ProgressCheckingCore(h.limits, created=CREATED)
     return h
 
 
@@ -131,14 +131,14 @@ def test_valid_limits_are_accepted(overrides: dict[str, Any]) -> None:
 def test_registration_timeout_closes_at_the_deadline_and_not_before() -> None:
     h = harness()
     conn = h.connect()
-    assert h.server.deadline(conn) == 1060.0
+    assert h.core.deadline(conn) == 1060.0
     # Woken early, as an adapter may be: nothing happens.
-    assert h.apply(h.server.handle_timer(conn, 1059.5)) == []
+    assert h.apply(h.core.handle_timer(conn, 1059.5)) == []
     assert h.advance(59.5) == []
     assert conn not in h.closed
     assert h.advance(0.5) == [Close(conn, REGISTRATION_TIMEOUT, flush=True)]
-    assert h.server.client_count == 0
-    assert h.server.deadline(conn) is None
+    assert h.core.client_count == 0
+    assert h.core.deadline(conn) is None
 
 
 def test_registration_timeout_counts_from_connect_not_from_input() -> None:
@@ -175,7 +175,7 @@ def test_nick_is_freed_after_a_registration_timeout() -> None:
 def test_registration_stops_the_registration_timer() -> None:
     h = harness()
     conn = h.register("alice")
-    assert h.server.deadline(conn) == 1000.0 + 120  # Only the keepalive is left.
+    assert h.core.deadline(conn) == 1000.0 + 120  # Only the keepalive is left.
     assert h.advance(119.5) == []
     assert conn not in h.closed
 
@@ -183,7 +183,7 @@ def test_registration_stops_the_registration_timer() -> None:
 def test_registration_timeout_0_is_off() -> None:
     h = harness(registration_timeout=0)
     conn = h.connect()
-    assert h.server.deadline(conn) is None
+    assert h.core.deadline(conn) is None
     assert h.advance(100_000) == []
     h.send(conn, "NICK alice", "USER alice 0 * :A")
     assert [parse_line(line).command for line in h.take(conn)][-1] == "422"
@@ -200,9 +200,9 @@ def test_ping_after_the_interval_of_silence_and_not_before() -> None:
     h.advance(0.5)
     assert h.take(conn) == [KEEPALIVE]
     # The timeout runs from the PING.
-    assert h.server.deadline(conn) == 1000.0 + 120 + 60
+    assert h.core.deadline(conn) == 1000.0 + 120 + 60
     # One PING per silence, not one per wakeup.
-    assert h.apply(h.server.handle_timer(conn, 1150.0)) == []
+    assert h.apply(h.core.handle_timer(conn, 1150.0)) == []
     assert h.take(conn) == []
 
 
@@ -213,7 +213,7 @@ def test_any_whole_line_resets_the_keepalive(line: str) -> None:
     h.advance(100)
     h.feed(conn, line.encode("latin-1") + b"\r\n")
     h.take(conn)
-    assert h.server.deadline(conn) == 1100.0 + 120
+    assert h.core.deadline(conn) == 1100.0 + 120
     h.advance(119.5)
     assert h.take(conn) == []
     h.advance(0.5)
@@ -227,7 +227,7 @@ def test_a_reply_to_the_ping_cancels_the_timeout() -> None:
     assert h.take(conn) == [KEEPALIVE]
     h.advance(59.5)
     h.send(conn, f"PONG :{SERVER}")
-    assert h.server.deadline(conn) == 1179.5 + 120
+    assert h.core.deadline(conn) == 1179.5 + 120
     assert h.advance(100) == []
     assert conn not in h.closed
     h.advance(20)
@@ -254,7 +254,7 @@ def test_ping_timeout_closes_at_the_deadline_and_tells_channel_peers_once() -> N
     assert h.now == 1180.0
     assert h.take(bob) == [f":{prefix_of('alice')} QUIT :Ping timeout: 60 seconds"]
     assert h.take(loner) == []
-    assert h.server.client_count == 2
+    assert h.core.client_count == 2
     # The nick is free again.
     h.register("alice")
 
@@ -289,7 +289,7 @@ def test_partial_lines_are_not_activity() -> None:
 def test_ping_interval_0_is_off() -> None:
     h = harness(ping_interval=0)
     conn = h.register("alice")
-    assert h.server.deadline(conn) is None
+    assert h.core.deadline(conn) is None
     assert h.advance(100_000) == []
     assert h.take(conn) == []
 
@@ -314,14 +314,14 @@ def test_burst_at_once_then_one_line_per_token_in_order() -> None:
     h.send(conn, *ping_lines(25))
     assert pongs(h, conn) == tokens(20)
     start = h.now
-    assert h.server.deadline(conn) == start + 0.25
+    assert h.core.deadline(conn) == start + 0.25
     for n in range(20, 25):
         h.advance(0.125)
         assert pongs(h, conn) == []
         h.advance(0.125)
         assert pongs(h, conn) == [f"t{n}"], h.now - start
     # Back to the keepalive only, which counts from when the lines arrived.
-    assert h.server.deadline(conn) == start + 120
+    assert h.core.deadline(conn) == start + 120
 
 
 def test_the_bucket_holds_no_more_than_the_burst() -> None:
@@ -403,7 +403,7 @@ def test_excess_flood_past_recvq_bytes_waiting() -> None:
     h.feed(conn, b"X\r\n")
     assert h.closed[conn] == Close(conn, EXCESS_FLOOD, flush=True)
     assert h.take(peer) == [f":{prefix_of('flood')} QUIT :Excess Flood"]
-    assert h.server.client_count == 1
+    assert h.core.client_count == 1
 
 
 def test_a_slow_trickle_within_the_rate_never_floods() -> None:
@@ -437,7 +437,7 @@ def test_a_flooder_does_not_delay_anyone_else() -> None:
     # The other client's lines run in the same call, and its timer is its own.
     h.send(other, "PING mine")
     assert pongs(h, other) == ["mine"]
-    assert h.server.deadline(other) == h.now + 120
+    assert h.core.deadline(other) == h.now + 120
     h.send(other, *ping_lines(19))
     assert pongs(h, other) == tokens(19)
 
@@ -448,7 +448,7 @@ def test_flood_rate_0_runs_every_line_at_once_and_never_floods() -> None:
     h.send(conn, *ping_lines(500))
     assert pongs(h, conn) == tokens(500)
     assert conn not in h.closed
-    assert h.server.deadline(conn) == h.now + 120
+    assert h.core.deadline(conn) == h.now + 120
 
 
 # -- Per-IP limit ----------------------------------------------------------------------------
@@ -459,7 +459,7 @@ def test_the_connection_over_the_per_ip_limit_is_refused_with_an_error() -> None
     admitted = [h.connect() for _ in range(3)]
     refused = h.connect()
     assert h.closed == {refused: Close(refused, TOO_MANY, flush=True)}
-    assert h.server.client_count == 3
+    assert h.core.client_count == 3
     # Others are counted on their own.
     h.register("other", host="10.0.0.2")
     # Freed by a disconnect, a QUIT or a timeout, a slot can be taken again.
@@ -469,7 +469,7 @@ def test_the_connection_over_the_per_ip_limit_is_refused_with_an_error() -> None
     h.send(admitted[1], "QUIT")
     assert h.connect() not in h.closed
     assert h.connect() in h.closed
-    assert h.server.client_count == 4
+    assert h.core.client_count == 4
 
 
 def test_a_refused_connection_takes_no_slot() -> None:
@@ -493,7 +493,7 @@ def test_max_per_ip_0_is_off() -> None:
     h = harness(max_per_ip=0)
     conns = [h.connect() for _ in range(100)]
     assert h.closed == {}
-    assert h.server.client_count == len(conns)
+    assert h.core.client_count == len(conns)
 
 
 # -- Deadlines -----------------------------------------------------------------------------
@@ -505,7 +505,7 @@ def test_deadline_is_none_when_every_policy_is_off() -> None:
     alice = h.register("alice")
     h.send(alice, *ping_lines(100))
     for conn in (unregistered, alice):
-        assert h.server.deadline(conn) is None
+        assert h.core.deadline(conn) is None
     assert h.advance(1e9) == []
 
 
@@ -514,19 +514,19 @@ def test_deadline_and_timer_of_unknown_or_closed_connections() -> None:
     conn = h.connect()
     h.lose(conn)
     for gone in (conn, 12345):
-        assert h.server.deadline(gone) is None
-        assert h.server.handle_timer(gone, h.now + 1e6) == []
+        assert h.core.deadline(gone) is None
+        assert h.core.handle_timer(gone, h.now + 1e6) == []
 
 
 def test_deadline_is_the_earliest_policy() -> None:
     h = harness(flood_rate=4.0, flood_burst=2, ping_interval=1)
     conn = h.register("alice")  # Both tokens spent.
-    assert h.server.deadline(conn) == 1001.0
+    assert h.core.deadline(conn) == 1001.0
     h.send(conn, "PING t0")
-    assert h.server.deadline(conn) == 1000.25  # The flood token, before the keepalive.
+    assert h.core.deadline(conn) == 1000.25  # The flood token, before the keepalive.
     h.advance(0.25)
     assert pongs(h, conn) == ["t0"]
-    assert h.server.deadline(conn) == 1001.0
+    assert h.core.deadline(conn) == 1001.0
 
 
 def test_a_registration_held_back_by_flood_control_leaves_no_deadline_overdue() -> None:

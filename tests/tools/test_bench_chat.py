@@ -9,7 +9,7 @@ import pytest
 
 from echochat.bench.chat import DeliveryError, Verifier, run_chat
 from echochat.bench.idle import run_idle
-from echochat.experiments.common import ServerUnderTest
+from echochat.launch import ServerUnderTest
 
 QUICK = ["trio", "asyncio"]
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
+from core_helpers import HOST, Harness, fold, lenient_limits, parse_line, reference_frames, split_at
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from core_helpers import HOST, Harness, fold, lenient_limits, parse_line
-from echochat.core import ChatServer, ConnId, Effect, Limits, Line, LineFramer, LineTooLong, Send
+from echochat.core import ChatCore, ConnId, Effect, Limits, LineFramer, Send
 from echochat.core.framing import FrameEvent
 
 SETTINGS = settings(
@@ -20,32 +19,11 @@ SETTINGS = settings(
 )
 
 
-def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
-    bounds = [0, *sorted(cuts), len(data)]
-    return [data[a:b] for a, b in itertools.pairwise(bounds)]
-
-
 def cuts_for(data: bytes) -> st.SearchStrategy[list[int]]:
     return st.lists(st.integers(0, len(data)), max_size=8)
 
 
 # -- (a) Framing ---------------------------------------------------------------------------
-
-
-def reference_frames(data: bytes, max_line: int) -> list[FrameEvent]:
-    """PROTOCOL.md's Lines paragraph, written out for a whole input at once."""
-    *complete, tail = data.split(b"\n")
-    events: list[FrameEvent] = []
-    for line in complete:
-        if len(line) + 1 > max_line:
-            events.append(LineTooLong())
-            continue
-        body = line[:-1] if line.endswith(b"\r") else line
-        events.append(Line(body.replace(b"\r", b" ").replace(b"\0", b" ")))
-    if len(tail) >= max_line:
-        # The framer may not hold max_line bytes: it must give up before the LF.
-        events.append(LineTooLong())
-    return events
 
 
 @st.composite
@@ -186,7 +164,7 @@ membership_script = st.builds(
 
 def run_script(limits: Limits, steps: list[Step], cuts: list[list[int]] | None) -> list[Effect]:
     """All effects of a script; every Send is reported sent at the end of its step."""
-    server = ChatServer(limits, created="today")
+    server = ChatCore(limits, created="today")
     effects: list[Effect] = []
     conns: list[ConnId] = []
     for _ in range(CLIENTS):
@@ -299,8 +277,8 @@ def test_chat_invariants(
             if conn in h.closed:
                 open_conns.discard(conn)
                 model.forget(conn)
-        assert h.server.client_count == len(open_conns)
-        assert h.server.channel_count == model.channel_count()
+        assert h.core.client_count == len(open_conns)
+        assert h.core.channel_count == model.channel_count()
         event(f"channels: {model.channel_count()}")
 
     for current in steps:
@@ -312,4 +290,4 @@ def test_chat_invariants(
         effects = h.shutdown()
         check(effects)
         assert open_conns == set()
-        assert h.server.channel_count == 0
+        assert h.core.channel_count == 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from echochat.core import ChatServer, Limits, Send
+from echochat.core import ChatCore, Limits, Send
 from echochat.core.message import parse
 
 
@@ -16,7 +16,7 @@ def test_a_username_cannot_shift_the_whois_and_who_parameters(username: str) -> 
     """311 and 352 carry the username as a middle parameter, where a leading ':'
     would start the trailing one: the host, '*' and the real name would all be
     read as part of the username."""
-    server = ChatServer(Limits(), created="today")
+    server = ChatCore(Limits(), created="today")
     conn, _ = server.connect("127.0.0.1", 0.0)
     script = f"NICK a\r\nUSER {username} 0 * :real name\r\nWHOIS a\r\nJOIN #a\r\nWHO #a\r\n"
     effects = server.receive_data(conn, script.encode(), 0.0)

@@ -1,20 +1,22 @@
-"""Helpers for the pure tests of the sans-I/O core: an in-memory harness around ``ChatServer``.
+"""Helpers for the pure tests of the sans-I/O core: an in-memory harness around ``ChatCore``.
 
 The harness plays the adapter: it connects clients, feeds bytes, records what
 each connection was sent and how it was closed, and reports sent bytes back
 with ``data_sent`` as a client that reads everything would, unless a client
-is marked as stalled. It checks the output contract of PROTOCOL.md on every
+is marked as stalled. It checks the output contract of docs/protocol.md on every
 effect (CR LF endings, ``max_line``, UTF-8, nothing after a Close), so every
 test that uses it checks those too.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from echochat.core import ChatServer, Close, ConnId, Effect, Limits, Send
+from echochat.core import ChatCore, Close, ConnId, Effect, Limits, Line, LineTooLong, Send
+from echochat.core.framing import FrameEvent
 
 SERVER = "echochat.local"
 HOST = "127.0.0.1"
@@ -39,7 +41,7 @@ def fold(name: str) -> str:
 
 @dataclass(frozen=True)
 class Parsed:
-    """A server line split per the message format of PROTOCOL.md."""
+    """A server line split per the message format of docs/protocol.md."""
 
     prefix: str | None
     command: str
@@ -78,6 +80,37 @@ def check_output_line(line: bytes, max_line: int) -> str:
     return body.decode("utf-8")  # raises if not valid UTF-8
 
 
+def check_middle(word: str) -> None:
+    """A middle parameter: one word that cannot be taken for the trailing one."""
+    assert word, word
+    assert " " not in word, word
+    assert not word.startswith(":"), word
+
+
+def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
+    bounds = [0, *sorted(cuts), len(data)]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+def reference_frames(data: bytes, max_line: int) -> list[FrameEvent]:
+    """The **Lines** rule of docs/protocol.md, written out for a whole input at once.
+
+    The property tests and fuzz/fuzz_framing.py compare ``LineFramer`` with it.
+    """
+    *complete, tail = data.split(b"\n")
+    events: list[FrameEvent] = []
+    for line in complete:
+        if len(line) + 1 > max_line:
+            events.append(LineTooLong())
+            continue
+        body = line[:-1] if line.endswith(b"\r") else line
+        events.append(Line(body.replace(b"\r", b" ").replace(b"\0", b" ")))
+    if len(tail) >= max_line:
+        # The framer may not hold max_line bytes: it must give up before the LF.
+        events.append(LineTooLong())
+    return events
+
+
 def split_lines(data: bytes) -> list[bytes]:
     """Split a Send's data into lines, each keeping its CR LF."""
     assert data.endswith(b"\n"), f"Send does not end with a whole line: {data!r}"
@@ -85,11 +118,11 @@ def split_lines(data: bytes) -> list[bytes]:
 
 
 class Harness:
-    """A ChatServer plus the bookkeeping of an adapter whose clients read promptly."""
+    """A ChatCore plus the bookkeeping of an adapter whose clients read promptly."""
 
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or lenient_limits()
-        self.server = ChatServer(self.limits, created=CREATED)
+        self.core = ChatCore(self.limits, created=CREATED)
         self.now = 1000.0  # Any start will do: the core only compares and subtracts times.
         self.lines: dict[ConnId, list[str]] = defaultdict(list)  # unread lines, no CR LF
         self.closed: dict[ConnId, Close] = {}
@@ -111,7 +144,7 @@ class Harness:
                 if effect.conn in self.stalled:
                     self.pending[effect.conn] += len(effect.data)
                 else:
-                    self.server.data_sent(effect.conn, len(effect.data))
+                    self.core.data_sent(effect.conn, len(effect.data))
             else:
                 if effect.farewell:
                     check_output_line(effect.farewell, self.limits.max_line)
@@ -119,13 +152,13 @@ class Harness:
         return effects
 
     def connect(self, host: str = HOST) -> ConnId:
-        conn, effects = self.server.connect(host, self.now)
+        conn, effects = self.core.connect(host, self.now)
         self.conns.append(conn)
         self.apply(effects)
         return conn
 
     def feed(self, conn: ConnId, data: bytes) -> list[Effect]:
-        return self.apply(self.server.receive_data(conn, data, self.now))
+        return self.apply(self.core.receive_data(conn, data, self.now))
 
     def advance(self, seconds: float) -> list[Effect]:
         """Let time pass as an adapter would: each connection's timer fires at its deadline."""
@@ -135,12 +168,12 @@ class Harness:
             due = [
                 (deadline, conn)
                 for conn in self.open_conns()
-                if (deadline := self.server.deadline(conn)) is not None and deadline <= end
+                if (deadline := self.core.deadline(conn)) is not None and deadline <= end
             ]
             if not due:
                 break
             self.now, conn = min(due)
-            effects += self.apply(self.server.handle_timer(conn, self.now))
+            effects += self.apply(self.core.handle_timer(conn, self.now))
         self.now = end
         return effects
 
@@ -152,10 +185,10 @@ class Harness:
         return self.feed(conn, "".join(f"{line}\r\n" for line in lines).encode())
 
     def lose(self, conn: ConnId) -> list[Effect]:
-        return self.apply(self.server.connection_lost(conn))
+        return self.apply(self.core.connection_lost(conn))
 
     def shutdown(self) -> list[Effect]:
-        return self.apply(self.server.shutdown())
+        return self.apply(self.core.shutdown())
 
     def stall(self, conn: ConnId) -> None:
         self.stalled.add(conn)

@@ -17,7 +17,7 @@ from types import ModuleType
 
 import echochat.core.chat
 
-DOCS_EXT = Path(__file__).resolve().parents[1] / "docs" / "_ext"
+DOCS_EXT = Path(__file__).resolve().parents[2] / "docs" / "_ext"
 
 
 def clientstates() -> ModuleType:

@@ -6,7 +6,7 @@ echochat's asyncio adapter has a single writer task per connection, so it
 never depends on this, but any code that writes from several tasks does.
 
 Prints one JSON object; its "outcome" is a cell of docs/design/version_matrix.json.
-Standard library only, like every probe: tests/test_version_matrix.py runs it
+Standard library only, like every probe: tests/tools/test_version_matrix.py runs it
 under each installed Python.
 """
 

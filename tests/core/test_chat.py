@@ -1,4 +1,4 @@
-"""The chat state machine against PROTOCOL.md, driven in memory through ``core_helpers.Harness``.
+"""The chat state machine against docs/protocol.md, driven in memory by ``core_helpers.Harness``.
 
 Every effect passes through the harness, which asserts on each one that lines
 end with CR LF, fit in ``max_line``, are UTF-8, and that nothing is addressed
@@ -8,9 +8,9 @@ to a connection after its Close.
 from __future__ import annotations
 
 import pytest
-
 from core_helpers import CREATED, SERVER, Harness, lenient_limits, parse_line, prefix_of
-from echochat.core import Close, EchoServer, Limits, Send, __version__
+
+from echochat.core import Close, EchoCore, Limits, Send, __version__
 
 NOT_REGISTERED = f":{SERVER} 451 * :You have not registered"
 
@@ -108,7 +108,7 @@ def test_451_before_registration(line: str) -> None:
     conn = h.connect()
     h.send(conn, line)
     assert h.take(conn) == [NOT_REGISTERED]
-    assert h.server.channel_count == 0
+    assert h.core.channel_count == 0
 
 
 def test_after_451_registration_still_works() -> None:
@@ -266,7 +266,7 @@ def test_join_replies() -> None:
     assert parse_line(lines[1]).params[:2] == ["alice", "#a"]
     assert lines[2] == f":{SERVER} 353 alice = #a :alice"
     assert lines[3] == f":{SERVER} 366 alice #a :End of /NAMES list"
-    assert h.server.channel_count == 1
+    assert h.core.channel_count == 1
 
     bob = h.register("bob")
     h.send(bob, "join #A")  # same channel, compared case-insensitively
@@ -276,7 +276,7 @@ def test_join_replies() -> None:
     assert lines[0] == join
     assert commands(lines) == ["JOIN", "331", "353", "366"]
     assert set(parse_line(lines[2]).params[-1].split()) == {"alice", "bob"}
-    assert h.server.channel_count == 1
+    assert h.core.channel_count == 1
 
 
 def test_join_several_channels_and_rejoin_does_nothing() -> None:
@@ -284,7 +284,7 @@ def test_join_several_channels_and_rejoin_does_nothing() -> None:
     alice = h.register("alice")
     h.send(alice, "JOIN #a,#b")
     assert commands(h.take(alice)) == ["JOIN", "331", "353", "366"] * 2
-    assert h.server.channel_count == 2
+    assert h.core.channel_count == 2
     h.send(alice, "JOIN #a")
     assert h.take(alice) == []
 
@@ -298,7 +298,7 @@ def test_join_0_parts_all_channels() -> None:
         [f":{prefix_of('alice')} PART #a", f":{prefix_of('alice')} PART #b"]
     )
     assert h.take(bob) == [f":{prefix_of('alice')} PART #a"]
-    assert h.server.channel_count == 1  # #b is empty, so gone
+    assert h.core.channel_count == 1  # #b is empty, so gone
 
 
 @pytest.mark.parametrize("name", ["a", "#a b", "#a\x07b", "#" + "c" * 50, "&a"], ids=repr)
@@ -309,7 +309,7 @@ def test_join_invalid_channel_name(name: str) -> None:
     lines = h.take(alice)
     assert len(lines) == 1
     assert parse_line(lines[0]).command in ("403", "476", "479"), lines
-    assert h.server.channel_count == 0
+    assert h.core.channel_count == 0
 
 
 def test_join_channel_name_of_50_characters() -> None:
@@ -334,11 +334,11 @@ def test_part_with_reason_and_channel_disappears_when_empty() -> None:
     part = f":{prefix_of('alice')} PART #a :see you"
     assert h.take(alice) == [part]
     assert h.take(bob) == [part]
-    assert h.server.channel_count == 1
+    assert h.core.channel_count == 1
     h.send(bob, "PART #A")
     assert h.take(bob) == [f":{prefix_of('bob')} PART #a"]
     assert h.take(alice) == []
-    assert h.server.channel_count == 0
+    assert h.core.channel_count == 0
     h.send(bob, "TOPIC #a")
     assert commands(h.take(bob)) == ["403"]
 
@@ -557,7 +557,7 @@ def test_cr_and_nul_cannot_inject_lines_into_other_streams() -> None:
     alice, bob = registered_pair(h)
     h.feed(alice, b"PRIVMSG #a :one\rPRIVMSG #a :two\0QUIT\r\n")
     assert h.take(bob) == [f":{prefix_of('alice')} PRIVMSG #a :one PRIVMSG #a :two QUIT"]
-    assert h.server.client_count == 2
+    assert h.core.client_count == 2
 
 
 # -- Leaving ------------------------------------------------------------------------------
@@ -575,8 +575,8 @@ def test_quit() -> None:
     assert closes == [Close(alice, b"ERROR :Closing link (Quit: gone fishing)\r\n", flush=True)]
     assert h.take(bob) == [f":{prefix_of('alice')} QUIT :Quit: gone fishing"]
     assert h.take(carol) == []
-    assert h.server.client_count == 2
-    assert h.server.channel_count == 3  # bob is still on all three
+    assert h.core.client_count == 2
+    assert h.core.channel_count == 3  # bob is still on all three
     # The adapter reports the closed socket: nothing more happens.
     assert h.lose(alice) == []
     assert h.feed(alice, b"PRIVMSG #a :ghost\r\n") == []
@@ -587,7 +587,7 @@ def test_quit_before_registration() -> None:
     conn = h.connect()
     effects = h.send(conn, "QUIT :nope")
     assert effects == [Close(conn, b"ERROR :Closing link (Quit: nope)\r\n", flush=True)]
-    assert h.server.client_count == 0
+    assert h.core.client_count == 0
 
 
 def test_connection_lost_announced_once() -> None:
@@ -601,7 +601,7 @@ def test_connection_lost_announced_once() -> None:
     quit_line = f":{prefix_of('alice')} QUIT :Connection closed"
     assert h.take(bob) == [quit_line]
     assert h.take(carol) == [quit_line]
-    assert h.server.client_count == 2
+    assert h.core.client_count == 2
     assert h.lose(alice) == []
 
 
@@ -610,10 +610,10 @@ def test_channels_vanish_when_their_last_member_leaves() -> None:
     alice = h.register("alice")
     h.join(alice, "#a")
     h.join(alice, "#b")
-    assert h.server.channel_count == 2
+    assert h.core.channel_count == 2
     h.lose(alice)
-    assert h.server.channel_count == 0
-    assert h.server.client_count == 0
+    assert h.core.channel_count == 0
+    assert h.core.client_count == 0
 
 
 # -- Capacity -----------------------------------------------------------------------------
@@ -625,7 +625,7 @@ def test_max_clients() -> None:
     bob = h.register("bob")
     full = h.connect()
     assert h.closed[full].farewell == b"ERROR :Closing link (Server is full)\r\n"
-    assert h.server.client_count == 2
+    assert h.core.client_count == 2
     assert h.feed(full, b"NICK x\r\nUSER x 0 * :x\r\n") == []
     # The others are unaffected.
     h.send(alice, "PRIVMSG bob :still here")
@@ -633,20 +633,20 @@ def test_max_clients() -> None:
     # A freed slot can be used again.
     h.send(bob, "QUIT")
     h.register("carol")
-    assert h.server.client_count == 2
+    assert h.core.client_count == 2
     again = h.connect()
     assert again in h.closed
 
 
 def test_echo_server_admission() -> None:
-    echo = EchoServer(Limits(max_clients=2))
+    echo = EchoCore(Limits(max_clients=2))
     assert echo.connect()
     assert echo.connect()
     assert not echo.connect()
-    echo.disconnect()
+    echo.connection_lost()
     assert echo.connect()
     echo.shutdown()
-    echo.disconnect()
+    echo.connection_lost()
     assert not echo.connect()
 
 
@@ -683,7 +683,7 @@ def test_sendq_overflow_drops_only_the_stalled_member(per_packet: int) -> None:
     assert queued <= sendq
     assert queued + len(expected[len(got)]) + 2 > sendq
     assert got == expected[: len(got)]
-    assert h.server.client_count == 3
+    assert h.core.client_count == 3
 
 
 def test_a_reading_client_is_never_dropped_for_total_volume() -> None:
@@ -719,7 +719,7 @@ def test_stalled_sender_overflowing_its_own_queue_is_dropped() -> None:
     h.send(alice, *(["NAMES #a"] * 100))
     assert alice in h.closed
     assert h.take(bob) == [f":{prefix_of('alice')} QUIT :SendQ exceeded"]
-    assert h.server.client_count == 1
+    assert h.core.client_count == 1
 
 
 def test_overflow_cascade_during_quit_announcement() -> None:
@@ -745,8 +745,8 @@ def test_overflow_cascade_during_quit_announcement() -> None:
         f":{prefix_of('bob')} QUIT :SendQ exceeded",
         f":{prefix_of('carol')} QUIT :SendQ exceeded",
     ]
-    assert h.server.client_count == 1
-    assert h.server.channel_count == 1
+    assert h.core.client_count == 1
+    assert h.core.channel_count == 1
 
 
 # -- Bad input --------------------------------------------------------------------------------
@@ -873,11 +873,11 @@ def test_shutdown_closes_everyone_and_refuses_newcomers() -> None:
         Close(bob, farewell, flush=True),
         Close(pending, farewell, flush=True),
     ]
-    assert h.server.client_count == 0
-    assert h.server.channel_count == 0
+    assert h.core.client_count == 0
+    assert h.core.channel_count == 0
     late = h.connect()
     assert late in h.closed
-    assert h.server.client_count == 0
+    assert h.core.client_count == 0
     assert h.feed(alice, b"PRIVMSG #a :hello?\r\n") == []
     assert h.lose(bob) == []
 

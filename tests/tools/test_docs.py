@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 from bs4 import BeautifulSoup, Tag
-
 from docs_browser import (
     Column,
     chromium,
@@ -27,7 +26,9 @@ from docs_browser import (
 )
 from docs_links import check_site
 
-REPO = Path(__file__).resolve().parent.parent
+from echochat.registry import ADAPTERS as ADAPTER_PACKAGES
+
+REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
 ADAPTERS = REPO / "impls" / "echochat"
 SCREENSHOTS = DOCS / "_build" / "screenshots"
@@ -37,7 +38,7 @@ SCREENSHOT_PAGE = "sending"
 # One page per step of a connection's life; "timeouts" joins them with the keepalive code.
 STEPS = ("accepting", "reading", "sending", "broadcasting", "sendq", "errors", "shutdown")
 # In the order of the page (the order on a phone).
-IMPLEMENTATIONS = ("asyncio", "trio", "anyio", "asyncio-protocol")
+IMPLEMENTATIONS = tuple(adapter.key for adapter in ADAPTER_PACKAGES)
 DESKTOP = (1440, 900)
 PHONE = (390, 844)
 

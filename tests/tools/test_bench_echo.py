@@ -25,8 +25,9 @@ from echochat.bench.echo import (
     start_echochat,
     start_minimal,
 )
-from echochat.cli import ALL_IMPLEMENTATIONS
-from echochat.experiments.common import MAIN, ON_UVLOOP, VARIANTS, ServerUnderTest
+from echochat.experiments.common import MAIN, ON_UVLOOP, VARIANTS
+from echochat.launch import ServerUnderTest
+from echochat.registry import BY_NAME
 
 KiB = 1024
 BUILD = build_epoll_echo()
@@ -142,7 +143,7 @@ def test_a_changed_byte_fails_the_run() -> None:
 
 
 def test_every_implementation_is_paired_with_its_framework() -> None:
-    assert set(MINIMAL) == set(ALL_IMPLEMENTATIONS)
+    assert set(MINIMAL) == set(BY_NAME)
     targets = echo_targets()
     expected = [impl if loop == "asyncio" else f"{impl}+{loop}" for impl, loop in MAIN]
     expected += [impl for impl, _ in VARIANTS]

@@ -2,7 +2,7 @@
 
 ``docs/design/version_matrix.json`` is the single source of the matrix: the
 docs page renders it as its table, and this test runs every probe in
-``tests/version_probes/`` under the interpreter of every column (3.11 is the
+``tests/tools/version_probes/`` under the interpreter of every column (3.11 is the
 one running pytest when it is 3.11; the others come from pyenv or PATH) and
 compares the probe's outcome with the cell for that exact patch version. So
 the page cannot claim what a probe does not show. A Python that is not
@@ -23,7 +23,7 @@ from typing import NamedTuple, TypedDict
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MATRIX_FILE = ROOT / "docs" / "design" / "version_matrix.json"
 PROBES = Path(__file__).resolve().parent / "version_probes"
 

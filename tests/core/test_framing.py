@@ -1,4 +1,4 @@
-"""LineFramer against the **Lines** paragraph of PROTOCOL.md, with no sockets at all."""
+"""LineFramer against the **Lines** rule of docs/protocol.md, with no sockets at all."""
 
 from __future__ import annotations
 

@@ -1,0 +1,157 @@
+"""An echochat server (or any server that speaks its first line) in a subprocess.
+
+The benchmarks, the experiments and the tests all start servers this way: on
+127.0.0.1 with a free port, read from the one line the server prints once it
+listens, and stopped with a signal that must end it cleanly.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from types import TracebackType
+from typing import Self
+
+import psutil
+
+from echochat.registry import BY_NAME, EventLoop, configuration_id
+
+_LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)\n")
+
+
+def echochat_command(impl: str, service: str, *options: str, loop: EventLoop) -> list[str]:
+    """The command line of ``echochat serve`` on 127.0.0.1 with a free port.
+
+    Load comes from many clients on 127.0.0.1 sending as fast as they can, so
+    chat servers run with flood control and the per-IP limit off; a caller's
+    own ``options`` come later and win.
+    """
+    command = [sys.executable, "-m", "echochat", "serve", "--impl", impl, "--loop", loop]
+    command += ["--service", service, "--host", "127.0.0.1", "--port", "0"]
+    if service == "chat":
+        command += ["--flood-rate", "0", "--max-per-ip", "0"]
+    return command + list(options)
+
+
+class ServerUnderTest:
+    """A server in a subprocess on 127.0.0.1 that prints ``listening on HOST:PORT`` first."""
+
+    def __init__(self, label: str, command: list[str], env: dict[str, str] | None = None) -> None:
+        self.label = label
+        # Logs go to a file: a pipe nobody reads could block the server.
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115  (closed by stop())
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=self._stderr, env=env, text=True
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        match = _LISTENING.fullmatch(line)
+        if match is None:
+            self.kill()
+            raise RuntimeError(f"{self.label} did not start: {line!r}; stderr: {self.stderr()}")
+        self.port = int(match.group(1))
+        self._ps = psutil.Process(self.process.pid)
+
+    @classmethod
+    def echochat(
+        cls,
+        impl: str,
+        service: str,
+        *options: str,
+        loop: EventLoop = "asyncio",
+        env: dict[str, str] | None = None,
+    ) -> ServerUnderTest:
+        """``echochat serve`` with a free port; labelled ``impl`` or ``impl+loop``."""
+        command = echochat_command(impl, service, *options, loop=loop)
+        return cls(configuration_id(BY_NAME[impl], loop), command, env)
+
+    def stderr(self) -> str:
+        """What the server has logged so far."""
+        if self._stderr.closed:
+            return ""
+        self._stderr.seek(0)
+        return self._stderr.read().decode(errors="replace")
+
+    def rss(self) -> int:
+        return int(self._ps.memory_info().rss)
+
+    def cpu_seconds(self) -> float:
+        times = self._ps.cpu_times()
+        return float(times.user + times.system)
+
+    def warm_up(self) -> None:
+        """One connection that sends, reads back and closes, the same for every server.
+
+        A cold asyncio server reads into a 256 KiB buffer that costs an mmap
+        per read until a connection's EOF lets glibc raise its mmap
+        threshold, making it up to 1.7x slower at first (docs/performance.md).
+        """
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+            sock.sendall(b"PING :warm-up\r\n")
+            sock.recv(65536)
+
+    def finish(self, signum: int = signal.SIGTERM, timeout: float = 10.0) -> tuple[float, str, str]:
+        """Signal the server and wait for it to exit; return the time taken, its stdout and stderr.
+
+        Raises RuntimeError if it did not exit within ``timeout`` (it is then
+        killed) or exited with a status other than 0.
+        """
+        started = time.monotonic()
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            stderr = self.stderr()
+            self.kill()
+            raise RuntimeError(
+                f"{self.label} did not exit within {timeout} s; stderr:\n{stderr[-4000:]}"
+            ) from None
+        elapsed = time.monotonic() - started
+        assert self.process.stdout is not None
+        stdout = self.process.stdout.read()
+        stderr = self.stderr()
+        self._close_files()
+        if code != 0:
+            raise RuntimeError(f"{self.label} exited with {code}; stderr:\n{stderr[-4000:]}")
+        return elapsed, stdout, stderr
+
+    def stop(self) -> float:
+        """SIGTERM, then insist on a clean exit (a crash must not pass as a measurement).
+
+        Returns how long the server took to exit.
+        """
+        elapsed, _, stderr = self.finish()
+        if "Traceback" in stderr:
+            raise RuntimeError(f"{self.label} logged a traceback:\n{stderr[-4000:]}")
+        return elapsed
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._close_files()
+
+    def _close_files(self) -> None:
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self._stderr.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.stop()
+        else:
+            self.kill()
