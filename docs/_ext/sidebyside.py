@@ -9,45 +9,32 @@ so a renamed or deleted function fails the build instead of leaving a stale list
     :asyncio-protocol: chat.py:ChatConnection.data_received; chat.py:ChatConnection.eof_received
     ```
 
-``adapterdiff`` shows ``diff -u`` between two adapter packages, computed with difflib from
-the files as they are at build time.
+``adapterdiff`` shows ``diff -u`` between two adapter packages, computed by ``linediff``
+from the files as they are at build time with indentation ignored: a line that only moved
+in or out of a ``with`` block is context, not a change. ``mirrortable`` and ``mirrorchanges`` show
+the renames that turn the trio adapter into the anyio one and the changes left after
+them, each with its reason (``mirror``; ``tests/tools/test_adapter_mirror.py`` checks it).
 """
 
 from __future__ import annotations
 
-import difflib
-from dataclasses import dataclass
+import itertools
 from pathlib import Path, PurePosixPath
 from typing import ClassVar
 
 from docutils import nodes
 from docutils.parsers.rst import directives
+from linediff import hunks, unified_diff
+from mirror import NEW, OLD, RENAMES, Allowed, Mirror, check
 from repofiles import make_repo_link, repo_root
 from sphinx.application import Sphinx
 from sphinx.directives.code import LiteralIncludeReader
 from sphinx.util.docutils import SphinxDirective
 from sphinx.util.typing import ExtensionMetadata, OptionSpec
 
-ADAPTERS = PurePosixPath("impls/echochat")
+from echochat.registry import ADAPTERS, Adapter
 
-
-@dataclass(frozen=True)
-class Implementation:
-    key: str  # The directive option and the CSS class impl-<key>.
-    label: str
-    package: str
-
-
-# The order on a phone, where the listings are stacked; the CSS places them in a grid
-# on wider screens (asyncio's two on the left, trio and anyio on the right).
-IMPLEMENTATIONS = (
-    Implementation("asyncio", "asyncio Streams", "asyncio_impl"),
-    Implementation("trio", "trio", "trio_impl"),
-    Implementation("anyio", "anyio (asyncio and trio backends)", "anyio_impl"),
-    Implementation(
-        "asyncio-protocol", "asyncio Protocol (teaching variant)", "asyncio_protocol_impl"
-    ),
-)
+IMPLS = PurePosixPath("impls/echochat")
 
 
 class SideBySide(SphinxDirective):
@@ -55,13 +42,13 @@ class SideBySide(SphinxDirective):
 
     has_content = False
     option_spec: ClassVar[OptionSpec] = {
-        key: directives.unchanged for key in ("all", *(impl.key for impl in IMPLEMENTATIONS))
+        key: directives.unchanged for key in ("all", *(impl.key for impl in ADAPTERS))
     }
 
     def run(self) -> list[nodes.Node]:
         unknown_default = self.options.get("all")
         grid = nodes.container(classes=["sidebyside"])
-        for implementation in IMPLEMENTATIONS:
+        for implementation in ADAPTERS:
             specs = self.options.get(implementation.key, unknown_default)
             if not specs:
                 raise self.error(f"sidebyside: no code given for {implementation.key} (nor :all:)")
@@ -74,11 +61,11 @@ class SideBySide(SphinxDirective):
             grid += column
         return [grid]
 
-    def listing(self, implementation: Implementation, spec: str) -> list[nodes.Node]:
+    def listing(self, implementation: Adapter, spec: str) -> list[nodes.Node]:
         filename, colon, pyobject = spec.partition(":")
         if not colon or not pyobject:
             raise self.error(f"sidebyside: {spec!r} is not FILE:OBJECT")
-        path = ADAPTERS / implementation.package / filename
+        path = IMPLS / implementation.package / filename
         source = repo_root(self.env) / path
         self.env.note_dependency(str(source))
         reader = LiteralIncludeReader(
@@ -111,7 +98,7 @@ class SideBySide(SphinxDirective):
 
 
 class AdapterDiff(SphinxDirective):
-    """``diff -u`` of the ``*.py`` files of two adapter packages.
+    """``diff -u`` of the ``*.py`` files of two adapter packages, indentation ignored.
 
     Usage: ``{adapterdiff} asyncio_impl trio_impl``.
     """
@@ -121,29 +108,27 @@ class AdapterDiff(SphinxDirective):
 
     def run(self) -> list[nodes.Node]:
         root = repo_root(self.env)
-        old, new = (ADAPTERS / argument for argument in self.arguments)
+        old, new = (IMPLS / argument for argument in self.arguments)
         names = sorted(
             {path.name for package in (old, new) for path in (root / package).glob("*.py")}
         )
         if not names:
             raise self.error(f"adapterdiff: no *.py files in {old} or {new}")
-        result: list[nodes.Node] = []
+        result = nodes.container(classes=["adapterdiff"])
         for name in names:
             old_lines = self.read(root / old / name)
             new_lines = self.read(root / new / name)
-            diff = "".join(
-                difflib.unified_diff(old_lines, new_lines, str(old / name), str(new / name))
-            )
+            diff = "".join(unified_diff(old_lines, new_lines, str(old / name), str(new / name)))
             title = nodes.paragraph(classes=["adapterdiff-file"])
             title += nodes.literal(name, name)
             if not diff:
                 title += nodes.Text(": identical")
-                result.append(title)
+                result += title
                 continue
             block = nodes.literal_block(diff, diff, language="diff")
             self.set_source_info(block)
             result.extend([title, block])
-        return result
+        return [result]
 
     def read(self, path: Path) -> list[str]:
         self.env.note_dependency(str(path))
@@ -151,7 +136,106 @@ class AdapterDiff(SphinxDirective):
         return path.read_text().splitlines(keepends=True) if path.exists() else []
 
 
+def mirror_of_adapters(directive: SphinxDirective) -> Mirror:
+    """``mirror.check`` of the adapters, rebuilt when a file of either package changes."""
+    adapters = repo_root(directive.env) / IMPLS
+    for package in (OLD, NEW):
+        for path in sorted((adapters / package).glob("*.py")):
+            directive.env.note_dependency(str(path))
+    return check(adapters)
+
+
+def text_cell(*children: nodes.Node) -> nodes.entry:
+    cell = nodes.entry()
+    cell += nodes.paragraph("", "", *children)
+    return cell
+
+
+def reason_nodes(reason: str) -> list[nodes.Node]:
+    """A reason of ``mirror``: text, with code between backticks."""
+    parts = reason.split("`")
+    if len(parts) % 2 == 0:
+        raise ValueError(f"unbalanced backticks in {reason!r}")
+    return [
+        nodes.literal(part, part) if odd else nodes.Text(part)
+        for odd, part in zip(itertools.cycle((False, True)), parts, strict=False)
+        if part
+    ]
+
+
+class MirrorTable(SphinxDirective):
+    """The renames that turn ``trio_impl`` into ``anyio_impl``, in the order they apply."""
+
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        uses = mirror_of_adapters(self).uses
+        header = ("trio", "anyio", "why", "uses")
+        table = nodes.table(classes=["mirror-renames"])
+        group = nodes.tgroup(cols=len(header))
+        table += group
+        group.extend(nodes.colspec(colwidth=width) for width in (30, 30, 36, 4))
+        head = nodes.thead()
+        row = nodes.row()
+        row.extend(text_cell(nodes.Text(label)) for label in header)
+        head += row
+        body = nodes.tbody()
+        for rule in RENAMES:
+            row = nodes.row()
+            row += text_cell(nodes.literal(rule.old, rule.old))
+            row += text_cell(nodes.literal(rule.new, rule.new))
+            row += text_cell(*reason_nodes(rule.reason))
+            row += text_cell(nodes.Text(str(uses[rule])))
+            body += row
+        group.extend([head, body])
+        return [table]
+
+
+class MirrorChanges(SphinxDirective):
+    """What differs between the renamed ``trio_impl`` and ``anyio_impl``: each hunk of the
+    diff, its line numbers those of the two packages, under the reasons of its changes."""
+
+    has_content = False
+    # Lines of context around each change: enough to place it, few enough to stay short.
+    context = 1
+
+    def run(self) -> list[nodes.Node]:
+        mirror = mirror_of_adapters(self)
+        result = nodes.container(classes=["mirror-changes"])
+        for file in mirror.files:
+            if not file.reasons:
+                continue
+            title = nodes.paragraph(classes=["mirror-file"])
+            title += nodes.literal(file.name, file.name)
+            result += title
+            for hunk in hunks(file.renamed, file.anyio, self.context):
+                reasons = nodes.bullet_list(classes=["mirror-reasons"])
+                for reason in dict.fromkeys(self.reason(file.reasons[c]) for c in hunk.changes):
+                    item = nodes.list_item(classes=[] if reason else ["mirror-unexplained"])
+                    item += nodes.paragraph("", "", *reason_nodes(reason or self.unexplained))
+                    reasons += item
+                text = "".join(hunk.lines)
+                block = nodes.literal_block(text, text, language="diff")
+                self.set_source_info(block)
+                result.extend([reasons, block])
+        for entry in mirror.unused_allowed:
+            gone = nodes.paragraph(classes=["mirror-unexplained"])
+            gone += nodes.Text(f"Listed for {entry.file} but no longer found: ")
+            gone.extend(reason_nodes(entry.reason))
+            gone += nodes.Text(" (test_adapter_mirror.py fails until the list drops it).")
+            result += gone
+        return [result]
+
+    unexplained = "no reason listed: a needless difference (test_adapter_mirror.py fails on it)"
+
+    @staticmethod
+    def reason(entry: Allowed | None) -> str:
+        return "" if entry is None else entry.reason
+
+
 def setup(app: Sphinx) -> ExtensionMetadata:
     app.add_directive("sidebyside", SideBySide)
     app.add_directive("adapterdiff", AdapterDiff)
+    app.add_directive("mirrortable", MirrorTable)
+    app.add_directive("mirrorchanges", MirrorChanges)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

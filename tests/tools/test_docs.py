@@ -7,7 +7,6 @@ docs/_build/html; the browser test saves its screenshots under docs/_build/scree
 
 from __future__ import annotations
 
-import difflib
 import re
 import subprocess
 import sys
@@ -30,6 +29,13 @@ from echochat.registry import ADAPTERS as ADAPTER_PACKAGES
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
+# The diff page's code, on Sphinx's path (docs/conf.py) but not on pytest's.
+if str(DOCS / "_ext") not in sys.path:
+    sys.path.append(str(DOCS / "_ext"))
+
+import linediff  # noqa: E402
+import mirror  # noqa: E402
+
 ADAPTERS = REPO / "impls" / "echochat"
 SCREENSHOTS = DOCS / "_build" / "screenshots"
 # The page whose screenshots are kept: the one where the frameworks differ most.
@@ -148,24 +154,31 @@ def test_a_listing_of_a_function_that_is_gone_fails_the_build(tmp_path: Path) ->
     assert "renamed_loop" in build.stderr
 
 
-def test_the_diff_page_is_the_diff_of_the_asyncio_and_trio_adapters(site: Path) -> None:
+def test_the_diff_page_shows_the_adapter_diffs_with_indentation_ignored(site: Path) -> None:
     page = soup_of(site / "sidebyside" / "diff.html")
-    shown = {}
-    for title in page.select(".adapterdiff-file"):
-        block = title.find_next_sibling("div")
-        assert isinstance(block, Tag)
-        shown[title.get_text()] = code_text(block)
-    for name in ("server.py", "chat.py", "echo.py"):
-        old, new = (
-            Path("impls/echochat", package, name) for package in ("asyncio_impl", "trio_impl")
-        )
-        expected = difflib.unified_diff(
-            (REPO / old).read_text().splitlines(keepends=True),
-            (REPO / new).read_text().splitlines(keepends=True),
-            str(old),
-            str(new),
-        )
-        assert shown[name] == "".join(expected)
+    pairs = [("asyncio_impl", "trio_impl"), ("trio_impl", "anyio_impl")]
+    diffs = page.select("div.adapterdiff")
+    assert len(diffs) == len(pairs)
+    for diff, packages in zip(diffs, pairs, strict=True):
+        shown = {}
+        for title in diff.select(".adapterdiff-file"):
+            block = title.find_next_sibling()
+            name = title.get_text().split(":")[0]
+            shown[name] = code_text(block) if isinstance(block, Tag) and block.name == "div" else ""
+        old, new = (Path("impls/echochat", package) for package in packages)
+        names = {path.name for package in (old, new) for path in (REPO / package).glob("*.py")}
+        assert set(shown) == names
+        for name in names:
+            expected = linediff.unified_diff(
+                (REPO / old / name).read_text().splitlines(keepends=True),
+                (REPO / new / name).read_text().splitlines(keepends=True),
+                str(old / name),
+                str(new / name),
+            )
+            assert shown[name] == "".join(expected), f"{old / name} -> {new / name}"
+    # The rename table: one row a rename, in the order the test applies them.
+    renamed = page.select("table.mirror-renames tbody tr td:first-child code")
+    assert [code.get_text() for code in renamed] == [rule.old for rule in mirror.RENAMES]
 
 
 def check_listings(page: str, grids: list[list[Column]], phone: bool) -> None:

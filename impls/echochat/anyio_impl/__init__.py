@@ -1,1 +1,1 @@
-"""echochat on anyio, either backend: ``create_tcp_listener``, ``send``, memory streams."""
+"""echochat on anyio, either backend: ``create_tcp_listener``, ``send``, memory object streams."""

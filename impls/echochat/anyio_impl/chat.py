@@ -24,7 +24,7 @@ class ChatService:
 
     async def handle_client(self, stream: SocketStream) -> None:
         try:
-            host = stream.extra(SocketAttribute.remote_address)
+            host = stream.extra(SocketAttribute.remote_address)[0]
             set_send_buffer(stream.extra(SocketAttribute.raw_socket), self.send_buffer)
         except OSError:
             return  # Gone before we got to it.
@@ -35,7 +35,7 @@ class ChatService:
                 tasks.start_soon(write_loop, connection, self.hub)
                 # The cancel scopes that close() uses exist from ChatConnection's
                 # __init__, so the hub may close the client at once (Server is full).
-                connection.conn = self.hub.connect(connection, str(host[0]))
+                connection.conn = self.hub.connect(connection, host)
         finally:
             # If a task failed, the core must still forget the client (else a no-op).
             self.hub.connection_lost(connection.conn)

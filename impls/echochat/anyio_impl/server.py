@@ -25,8 +25,9 @@ def run(options: ServerOptions) -> None:
 
 async def serve(options: ServerOptions) -> None:
     service = ChatService(options) if options.service == "chat" else EchoService(options)
-    # Signals are received until the very end, so a second one during
-    # shutdown is ignored rather than fatal.
+    # anyio leaves SIGTERM fatal by default (trio#134); receive both signals
+    # before announcing, so none is missed, and until the very end, so a
+    # second one during shutdown is ignored rather than fatal.
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         # Every connection's task lives in this task group, so leaving it
         # waits for all of them: no connection outlives the server.

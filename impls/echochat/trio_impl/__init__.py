@@ -1,1 +1,1 @@
-"""echochat on trio: ``serve_tcp``, ``SocketStream.send_all`` and memory channels."""
+"""echochat on trio: ``serve_tcp``, ``send_all``, memory channels."""

@@ -80,7 +80,7 @@ async def read_loop(connection: ChatConnection, hub: ChatHub) -> None:
                 with trio.move_on_at(math.inf if deadline is None else deadline) as waiting:
                     data = await connection.stream.receive_some(READ_SIZE)
                 if waiting.cancelled_caught:
-                    hub.handle_timer(connection.conn)  # A cancelled receive_some took no bytes.
+                    hub.handle_timer(connection.conn)  # A cancelled receive_some() took no bytes.
                 elif data:
                     hub.receive_data(connection.conn, data)
                 else:
@@ -92,7 +92,7 @@ async def read_loop(connection: ChatConnection, hub: ChatHub) -> None:
 
 async def write_loop(connection: ChatConnection, hub: ChatHub) -> None:
     sending = False
-    # Closing the receiving end too, as anyio's memory streams ask to be.
+    # Closing the receiving end too: anyio warns about memory streams left open.
     with connection.writing, connection.outbox_reader:
         try:
             async for first in connection.outbox_reader:

@@ -25,8 +25,8 @@ async def serve(options: ServerOptions) -> None:
     # before announcing, so none is missed, and until the very end, so a
     # second one during shutdown is ignored rather than fatal.
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        # Every connection's task lives in this nursery, so leaving it waits
-        # for all of them: no connection outlives the server.
+        # Every connection's task lives in this nursery, so leaving it
+        # waits for all of them: no connection outlives the server.
         async with trio.open_nursery() as handlers:
             async with trio.open_nursery() as accepting:
                 listeners = await accepting.start(

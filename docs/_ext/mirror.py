@@ -1,0 +1,467 @@
+"""The anyio adapter is the trio adapter with anyio's names: a table of renames says so.
+
+As httpcore generates its sync code from its async code with a table of substitutions
+and checks the result, ``tests/tools/test_adapter_mirror.py`` applies ``RENAMES`` in
+order to the text of every file of ``trio_impl/`` and diffs the result with ``anyio_impl/``
+(``linediff``: indentation ignored). Every change that is left must be one of
+``ALLOWED``, each with the reason the frameworks need it; every rename must apply
+somewhere and every allowed change must still occur, so the table cannot go stale.
+The diff page (``docs/sidebyside/diff.md``) shows both tables from here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from linediff import Change, changes
+
+OLD = "trio_impl"
+NEW = "anyio_impl"
+
+
+@dataclass(frozen=True)
+class Rename:
+    """``old`` becomes ``new`` wherever it is not part of a longer word.
+
+    Within a line: the renamed trio code keeps its line numbers.
+    """
+
+    old: str
+    new: str
+    reason: str
+
+    def __post_init__(self) -> None:
+        if "\n" in self.old + self.new or self.old == self.new:
+            raise ValueError(f"not a rename within a line: {self.old!r} -> {self.new!r}")
+
+    def pattern(self) -> re.Pattern[str]:
+        before = r"(?<!\w)" if re.match(r"\w", self.old) else ""
+        after = r"(?!\w)" if re.search(r"\w$", self.old) else ""
+        return re.compile(before + re.escape(self.old) + after)
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """A change left after the renames: in ``file``, the ``removed`` lines of the renamed
+    trio code became the ``added`` lines of the anyio code (both stripped), for ``reason``.
+
+    Reasons, like those of renames, mark code with backticks: the docs show it as code.
+    """
+
+    file: str
+    removed: tuple[str, ...]
+    added: tuple[str, ...]
+    reason: str
+
+    def key(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        return self.removed, self.added
+
+
+SAME_NAME = "the same name and meaning"
+PROSE = "the docstrings name the framework"
+
+# In order: a longer name before any shorter one it contains.
+RENAMES: tuple[Rename, ...] = (
+    Rename("import trio", "import anyio", "the framework"),
+    Rename("echochat.trio_impl", "echochat.anyio_impl", "the adapter's own package"),
+    Rename("trio.open_nursery", "anyio.create_task_group", "a nursery is a task group"),
+    Rename("nursery", "task group", "the same, in the comments"),
+    Rename(
+        "trio.open_memory_channel",
+        "anyio.create_memory_object_stream",
+        "a memory channel is a memory object stream: a sending and a receiving end",
+    ),
+    Rename(
+        "trio.MemoryReceiveChannel",
+        "MemoryObjectReceiveStream",
+        "its receiving end, imported from `anyio.streams.memory`",
+    ),
+    Rename("trio.SocketStream", "SocketStream", "a TCP connection, imported from `anyio.abc`"),
+    Rename(
+        "stream.socket.getpeername()",
+        "stream.extra(SocketAttribute.remote_address)",
+        "anyio's streams give their socket's details as typed attributes",
+    ),
+    Rename(
+        "stream.socket",
+        "stream.extra(SocketAttribute.raw_socket)",
+        "and the socket itself",
+    ),
+    Rename("receive_some", "receive", "read what has arrived, up to so many bytes"),
+    Rename("send_all", "send", "send every byte: both return once the kernel holds them"),
+    Rename(
+        "trio.EndOfChannel",
+        "anyio.EndOfStream",
+        "a memory stream whose sending end is closed has no more items",
+    ),
+    Rename("trio.CancelScope", "anyio.CancelScope", SAME_NAME),
+    Rename("trio.move_on_after", "anyio.move_on_after", SAME_NAME),
+    Rename("trio.current_time", "anyio.current_time", SAME_NAME),
+    Rename("trio.BrokenResourceError", "anyio.BrokenResourceError", SAME_NAME),
+    Rename("trio.WouldBlock", "anyio.WouldBlock", SAME_NAME),
+    Rename(
+        "trio.lowlevel.checkpoint_if_cancelled",
+        "anyio.lowlevel.checkpoint_if_cancelled",
+        SAME_NAME,
+    ),
+    Rename("trio.open_signal_receiver", "anyio.open_signal_receiver", SAME_NAME),
+    Rename("memory channels", "memory object streams", "the same, in a docstring"),
+    Rename(
+        "trio leaves SIGTERM",
+        "anyio leaves SIGTERM",
+        "neither framework handles SIGTERM: Python's default ends the process",
+    ),
+    Rename("on trio", "on anyio", PROSE),
+    Rename("shutdown with trio", "shutdown with anyio", PROSE),
+)
+
+# Why a change is left after the renames; several changes may share a reason.
+BACKENDS_AND_LISTENER = (
+    "anyio runs on either backend, and listens with `create_tcp_listener()` where trio has "
+    "`serve_tcp()` (server.py)"
+)
+SUBMODULES = (
+    "`SocketStream`, `SocketAttribute` and `MemoryObjectReceiveStream` are in `anyio.abc` "
+    "and `anyio.streams.memory`, not in `anyio` itself as trio's are in `trio`"
+)
+MOVE_ON_AT = (
+    "anyio has no `move_on_at()`: a `CancelScope(deadline=...)` is the same scope (and the "
+    "longer line is wrapped)"
+)
+EOF = "at EOF trio's `receive_some()` returns `b\"\"`, anyio's `receive()` raises `EndOfStream`"
+SEND_WAITS = (
+    "anyio's `send()` waits until the bytes have left on its asyncio backend too, where a "
+    "plain `write()` would return at once"
+)
+CUT_SEND = (
+    "a cancelled send may have sent part of a line (trio#889), on anyio only on its trio "
+    "backend; and which error a dead stream raises differs by anyio backend (anyio#671)"
+)
+CLOSED_OR_BROKEN = (
+    "which of `BrokenResourceError` and `ClosedResourceError` a dead stream raises differs "
+    "by anyio backend (anyio#671)"
+)
+EOF_AND_SEND = (
+    'at EOF `receive()` raises where `receive_some()` returns `b""`, so the loop cannot test '
+    "the chunk; and how anyio's `send()` waits on its asyncio backend"
+)
+WORKAROUND = (
+    "`pause_reading_until_received()`: the workaround for anyio's asyncio backend, which "
+    "reads the sockets it accepts without backpressure (anyio <= 4.16)"
+)
+IMPORT_ORDER = (
+    "sorted imports (ruff): `echochat.anyio_impl` comes before `echochat.options`, "
+    "`echochat.trio_impl` after it"
+)
+RUN = (
+    "`anyio.run()` takes the backend (and uvloop, on asyncio) from the options; "
+    "`trio.run()` has one event loop"
+)
+LISTEN = (
+    "trio's `serve_tcp()` opens the listeners inside `nursery.start()` and serves them; anyio "
+    "opens one with `create_tcp_listener()` and serves it with `serve(handler, task_group)`"
+)
+SERVE_CLOSES = (
+    "anyio's `serve()` leaves closing the stream to the handler; trio's `serve_tcp()` closes it"
+)
+SERVE_CLOSES_AND_WORKAROUND = f"{SERVE_CLOSES}; and the call of the asyncio-backend workaround"
+
+ALLOWED: tuple[Allowed, ...] = (
+    Allowed(
+        "__init__.py",
+        ('"""echochat on anyio: ``serve_tcp``, ``send``, memory object streams."""',),
+        (
+            (
+                '"""echochat on anyio, either backend: ``create_tcp_listener``, ``send``, '
+                'memory object streams."""'
+            ),
+        ),
+        BACKENDS_AND_LISTENER,
+    ),
+    Allowed(
+        "chat.py",
+        (),
+        (
+            "from anyio.abc import SocketAttribute, SocketStream",
+            "from anyio.streams.memory import MemoryObjectReceiveStream",
+        ),
+        SUBMODULES,
+    ),
+    Allowed(
+        "chat.py",
+        (("with trio.move_on_at(math.inf if deadline is None else deadline) as waiting:"),),
+        (
+            "with anyio.CancelScope(",
+            "deadline=math.inf if deadline is None else deadline",
+            ") as waiting:",
+        ),
+        MOVE_ON_AT,
+    ),
+    Allowed(
+        "chat.py",
+        ("elif data:",),
+        ("else:",),
+        EOF,
+    ),
+    Allowed(
+        "chat.py",
+        (
+            "else:",
+            "break  # EOF",
+        ),
+        (
+            "except anyio.EndOfStream:",
+            ("pass  # EOF: where trio's receive_some() returns b\"\", anyio's receive() raises."),
+        ),
+        EOF,
+    ),
+    Allowed(
+        "chat.py",
+        ("# Blocks while the client's socket buffer is full; only this",),
+        ("# Waits until the bytes have left, on both backends; only this",),
+        SEND_WAITS,
+    ),
+    Allowed(
+        "chat.py",
+        (
+            "# Closed for SendQ: a send cut off by the cancel may have sent some,",
+            "# all or none of the chunk (its docstring; trio#889). trio does not mark",
+            "# the stream broken, but the client may hold half a line, so we treat it",
+            "# as broken: the farewell goes out only if nothing was in flight.",
+        ),
+        (
+            "# Closed for SendQ: on the trio backend a cancelled send() may have sent",
+            "# part of a line, so the farewell goes out only if nothing was in flight.",
+            "# Which of Broken- and ClosedResourceError a dead stream raises differs by",
+            '# backend (anyio#671), so both mean "the client is gone".',
+        ),
+        CUT_SEND,
+    ),
+    Allowed(
+        "chat.py",
+        (("with anyio.move_on_after(CLOSE_GRACE), suppress(anyio.BrokenResourceError):"),),
+        (
+            "with (",
+            "anyio.move_on_after(CLOSE_GRACE),",
+            "suppress(anyio.BrokenResourceError, anyio.ClosedResourceError),",
+            "):",
+        ),
+        CLOSED_OR_BROKEN,
+    ),
+    Allowed(
+        "echo.py",
+        (),
+        ("from anyio.abc import SocketStream",),
+        SUBMODULES,
+    ),
+    Allowed(
+        "echo.py",
+        (
+            "while chunk := await stream.receive(READ_SIZE):",
+            "# send returns only once the kernel holds every byte, so while",
+            "# the client does not read we do not read either: backpressure",
+            "# with no user-space buffer beyond this one chunk.",
+        ),
+        (
+            "while True:",
+            "chunk = await stream.receive(READ_SIZE)",
+            "# send() returns once the bytes have left (on asyncio, anyio sets",
+            "# the write buffer limit to 0 and waits for it to empty), so while",
+            "# the client does not read we do not read either.",
+        ),
+        EOF_AND_SEND,
+    ),
+    Allowed(
+        "echo.py",
+        (),
+        (
+            "except anyio.EndOfStream:",
+            "pass",
+        ),
+        EOF,
+    ),
+    Allowed(
+        "server.py",
+        (),
+        ("from typing import Any",),
+        WORKAROUND,
+    ),
+    Allowed(
+        "server.py",
+        (),
+        ("from anyio.abc import SocketAttribute, SocketStream",),
+        SUBMODULES,
+    ),
+    Allowed(
+        "server.py",
+        ("from echochat.options import ServerOptions, announce_listening",),
+        (),
+        IMPORT_ORDER,
+    ),
+    Allowed(
+        "server.py",
+        (),
+        ("from echochat.options import ServerOptions, announce_listening",),
+        IMPORT_ORDER,
+    ),
+    Allowed(
+        "server.py",
+        ("trio.run(serve, options)",),
+        (
+            "# The CLI allows uvloop only with the asyncio backend.",
+            ('backend_options = {"use_uvloop": True} if options.loop == "uvloop" else None'),
+            ("anyio.run(serve, options, backend=options.backend, backend_options=backend_options)"),
+        ),
+        RUN,
+    ),
+    Allowed(
+        "server.py",
+        (
+            "async with anyio.create_task_group() as accepting:",
+            "listeners = await accepting.start(",
+            "partial(",
+            "trio.serve_tcp,",
+            "partial(handle_connection, service),",
+            "options.port,",
+            "host=options.host,",
+            "handler_nursery=handlers,",
+        ),
+        (
+            "listener = await anyio.create_tcp_listener(",
+            "local_host=options.host, local_port=options.port",
+        ),
+        LISTEN,
+    ),
+    Allowed(
+        "server.py",
+        (
+            ")",
+            "announce_listening(listeners[0].socket.getsockname())",
+        ),
+        (
+            "async with listener, anyio.create_task_group() as accepting:",
+            "address = listener.extra(SocketAttribute.local_address)",
+            "assert isinstance(address, tuple)  # An IP socket, not a UNIX one.",
+            "announce_listening(address)",
+            ("accepting.start_soon(listener.serve, partial(handle_connection, service), handlers)"),
+        ),
+        LISTEN,
+    ),
+    Allowed(
+        "server.py",
+        ('"""One connection\'s task; serve_tcp closes the stream when it returns."""',),
+        (
+            (
+                "\"\"\"One connection's task; unlike trio's serve_tcp, anyio's serve() "
+                'leaves closing to us."""'
+            ),
+            "pause_reading_until_received(stream)",
+        ),
+        SERVE_CLOSES_AND_WORKAROUND,
+    ),
+    Allowed(
+        "server.py",
+        (),
+        ("async with stream:",),
+        SERVE_CLOSES,
+    ),
+    Allowed(
+        "server.py",
+        (),
+        (
+            "",
+            "",
+            "def pause_reading_until_received(stream: SocketStream) -> None:",
+            (
+                '"""Restore backpressure on sockets accepted by anyio\'s asyncio backend '
+                "(anyio <= 4.16)."
+            ),
+            "",
+            "That backend stops reading a socket only at the end of a ``receive()``",
+            "that had to wait, and ``connect_tcp()`` pauses the streams it creates, but",
+            "``TCPSocketListener.accept()`` does not. Bytes that arrive before the",
+            "first ``receive()`` start a read loop that nothing pauses while the",
+            "handler is busy sending, so a client that writes without reading grows",
+            "the server without bound (docs/design.md, item 5). Pausing",
+            "here, as ``connect_tcp()`` does, fixes it; ``receive()`` resumes reading",
+            "whenever it waits. ``_transport`` is private: on the trio backend, or if",
+            "anyio changes it, there is nothing to pause and this does nothing.",
+            '"""',
+            'transport: Any = getattr(stream, "_transport", None)',
+            "if transport is not None:",
+            "transport.pause_reading()",
+        ),
+        WORKAROUND,
+    ),
+)
+
+
+def rename(text: str, uses: Counter[Rename] | None = None) -> str:
+    """``text`` with every rule of ``RENAMES`` applied in order; ``uses`` counts each."""
+    for rule in RENAMES:
+        text, used = rule.pattern().subn(rule.new.replace("\\", r"\\"), text)
+        if uses is not None:
+            uses[rule] += used
+    return text
+
+
+@dataclass(frozen=True)
+class FileMirror:
+    """One file: the renamed trio code, the anyio code, and the reason of each change left."""
+
+    name: str
+    renamed: tuple[str, ...]
+    anyio: tuple[str, ...]
+    # None for a change that no entry of ALLOWED explains.
+    reasons: dict[Change, Allowed | None]
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """What is left of the difference between the renamed trio code and the anyio code."""
+
+    files: tuple[FileMirror, ...]
+    uses: Counter[Rename]
+    unused_allowed: tuple[Allowed, ...]
+
+    @property
+    def unused_renames(self) -> list[Rename]:
+        return [rule for rule in RENAMES if not self.uses[rule]]
+
+    @property
+    def unexplained(self) -> list[tuple[str, Change]]:
+        return [
+            (file.name, change)
+            for file in self.files
+            for change, entry in file.reasons.items()
+            if entry is None
+        ]
+
+
+def lines_of(path: Path) -> list[str]:
+    """A file's lines; none if it does not exist (compared as ``diff -N`` would)."""
+    return path.read_text().splitlines(keepends=True) if path.exists() else []
+
+
+def check(adapters: Path) -> Mirror:
+    """Rename ``adapters/trio_impl/*.py`` and match what still differs from ``anyio_impl``."""
+    uses: Counter[Rename] = Counter(dict.fromkeys(RENAMES, 0))
+    unused = list(ALLOWED)
+    files = []
+    names = sorted(
+        {path.name for package in (OLD, NEW) for path in (adapters / package).glob("*.py")}
+    )
+    for name in names:
+        old = rename("".join(lines_of(adapters / OLD / name)), uses).splitlines(keepends=True)
+        new = lines_of(adapters / NEW / name)
+        reasons: dict[Change, Allowed | None] = {}
+        for change in changes(old, new):
+            entry = next((e for e in unused if (e.file, e.key()) == (name, change.key())), None)
+            if entry is not None:
+                unused.remove(entry)
+            reasons[change] = entry
+        files.append(FileMirror(name, tuple(old), tuple(new), reasons))
+    return Mirror(tuple(files), uses, tuple(unused))
