@@ -59,11 +59,11 @@ compare: $(BIN)/echochat
 
 # The full matrix; rewrites docs/figures/bench* and the table in docs/performance.md.
 bench: $(BIN)/echochat
-	$(BIN)/echochat bench matrix
+	$(BIN)/echochat bench matrix --docs
 
 # Regenerates docs/figures/*.json and *.png (under 10 minutes on 2 cores).
 experiments: $(BIN)/echochat
-	$(BIN)/echochat experiment all
+	$(BIN)/echochat experiment all --out docs/figures
 
 # Coverage-guided fuzzing of the framing and parsing layer with atheris (not part
 # of `make test` or CI). FUZZ_SECONDS is the total, shared by FUZZ_TARGETS; the

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import importlib.util
 import logging
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,6 +34,15 @@ DEFAULT_PORTS = {"chat": 6667, "echo": 7007}
 log = logging.getLogger("echochat")
 
 
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none to show (None)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="echochat",
@@ -52,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
             "one line to stdout, 'listening on HOST:PORT'; logs go to stderr. SIGINT and "
             "SIGTERM shut down gracefully (chat clients get 'ERROR :Server shutting down')."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsFormatter,
     )
     serve.add_argument(
         "--impl",
@@ -80,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument(
         "--port",
-        type=_non_negative,
+        type=_port,
         default=None,
         help="TCP port; 0 picks a free one (default: 6667 for chat, 7007 for echo)",
     )
@@ -143,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--flood-rate",
-        type=_seconds,
+        type=_rate,
         default=DEFAULT_FLOOD_RATE,
         help="chat: lines per second a client may send after its burst; faster lines wait "
         "(nothing is dropped). 0: no flood control",
@@ -185,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
             "127.0.0.1. Prints a table and writes NAME.json (raw figures, with the machine) "
             "and NAME.png into --out. Progress goes to stderr."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsFormatter,
     )
     experiment.add_argument("name", choices=[*EXPERIMENTS, "all"], help="which experiment")
     experiment.add_argument(
@@ -202,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
             "127.0.0.1 only, bounded in time and count. 'compare' runs the shared contract "
             "suite and a quick matrix; 'matrix' the full one."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsFormatter,
     )
     bench.add_argument(
         "kind",
@@ -210,12 +220,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare: contract suite + quick matrix; matrix: every implementation and load; "
         "echo/chat/idle: one load against one implementation",
     )
-    bench.add_argument("--impl", choices=list(BY_NAME), default="asyncio")
-    bench.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
+    bench.add_argument(
+        "--impl",
+        choices=list(BY_NAME),
+        default="asyncio",
+        help="echo/chat/idle: the implementation to load (as for 'serve --impl')",
+    )
+    bench.add_argument(
+        "--loop",
+        choices=["asyncio", "uvloop"],
+        default="asyncio",
+        help="echo/chat/idle: the event loop, for the implementations that run on asyncio",
+    )
     bench.add_argument("--quick", action="store_true", help="matrix: the short plan")
     bench.add_argument("--size", type=_positive, default=1024, help="echo: message bytes")
     bench.add_argument("--concurrency", type=_positive, default=10, help="echo: connections")
-    bench.add_argument("--duration", type=float, default=3.0, help="echo: seconds per run")
+    bench.add_argument(
+        "--duration", type=_positive_seconds, default=3.0, help="echo: seconds per run"
+    )
     bench.add_argument("--members", type=_positive, default=100, help="chat: channel members")
     bench.add_argument("--clients", type=_positive, default=1000, help="idle: clients")
     bench.add_argument(
@@ -223,34 +245,70 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="where JSON, PNG and Markdown go (default: build/compare for compare, "
-        "docs/figures for matrix, which then also updates docs/performance.md)",
+        "build/bench for matrix)",
+    )
+    bench.add_argument(
+        "--docs",
+        action="store_true",
+        help="matrix: write the figures into docs/figures and the table into "
+        "docs/performance.md (what 'make bench' does)",
     )
     return parser
 
 
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, not {text!r}") from None
+
+
 def _positive(text: str) -> int:
-    value = int(text)
+    value = _whole_number(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
 
 
 def _at_least_zero(text: str) -> int:
-    value = int(text)
+    value = _whole_number(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
     return value
 
 
 def _seconds(text: str) -> float:
-    value = float(text)
+    value = _number(text)
     if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a number of seconds, 0 or more, not {text}")
     return value
 
 
-def _non_negative(text: str) -> int:
-    value = int(text)
+def _positive_seconds(text: str) -> float:
+    value = _number(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, not {text}")
+    return value
+
+
+def _rate(text: str) -> float:
+    value = _number(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"must be a number of lines per second, 0 or more, not {text}"
+        )
+    return value
+
+
+def _port(text: str) -> int:
+    value = _whole_number(text)
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"must be a port from 0 to 65535, not {value}")
     return value
@@ -262,9 +320,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "experiment":
         return run_experiments(args.name, Settings(quick=args.quick, out=args.out))
     if args.command == "bench":
+        check_loop(parser, args.impl, args.loop)
+        if args.kind == "idle":
+            check_open_files(parser, "--clients", args.clients, args.clients + 64)
         from echochat.bench.command import run_bench  # noqa: PLC0415  (optional extras)
 
-        return run_bench(args)
+        try:
+            return run_bench(args)
+        except (OSError, RuntimeError) as error:
+            # A server that did not start or a load that could not run: say
+            # what happened in the server's own words, without a traceback.
+            print(f"echochat bench: {error}", file=sys.stderr)
+            return 1
     if args.command != "serve":
         parser.print_help(sys.stderr)
         return 2
@@ -283,13 +350,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_per_ip=args.max_per_ip,
         )
     except ValueError as error:
-        parser.error(str(error))
+        parser.error(_option_names(str(error)))
     implementation = BY_NAME[args.impl]
-    if args.loop == "uvloop":
-        if args.loop not in implementation.loops:
-            parser.error(f"--loop uvloop needs an implementation on asyncio, not {args.impl}")
-        if importlib.util.find_spec("uvloop") is None:
-            parser.error("--loop uvloop needs uvloop: pip install 'echochat[uvloop]'")
+    check_loop(parser, args.impl, args.loop)
     port = DEFAULT_PORTS[args.service] if args.port is None else args.port
     options = ServerOptions(
         service=args.service,
@@ -313,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Callable[[ServerOptions], None] = importlib.import_module(
         implementation.adapter.server_module
     ).run
-    log.info("starting %s service with %s", args.service, args.impl)
+    log.info("starting %s service with %s on %s's event loop", args.service, args.impl, args.loop)
     failed = False
     try:
         run(options)
@@ -329,6 +392,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     log.info("stopped")
     return 0
+
+
+def check_loop(parser: argparse.ArgumentParser, impl: str, loop: str) -> None:
+    """Refuse an event loop the implementation cannot run on, or one that is not installed."""
+    if loop not in BY_NAME[impl].loops:
+        parser.error(f"--loop {loop} needs an implementation on asyncio, not {impl}")
+    if loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        parser.error("--loop uvloop needs uvloop: pip install 'echochat[uvloop]'")
+
+
+def check_open_files(parser: argparse.ArgumentParser, option: str, value: int, wanted: int) -> None:
+    """Refuse a count that this process may not open that many files for."""
+    if (allowed := allow_open_files(wanted)) < wanted:
+        parser.error(
+            f"{option} {value} needs about {wanted} open files, but this process may open "
+            f"{allowed}; raise the limit (ulimit -n) or ask for fewer"
+        )
+
+
+def _option_names(message: str) -> str:
+    """A message about a Limits field, with the field named as its command-line option."""
+    for field_name in Limits.__dataclass_fields__:
+        option = "--" + field_name.replace("_", "-")
+        message = re.sub(rf"(?<![-\w]){field_name}\b", option, message)
+    return message
 
 
 def run_experiments(name: str, settings: Settings) -> int:

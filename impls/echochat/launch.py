@@ -52,8 +52,11 @@ class ServerUnderTest:
         line = self.process.stdout.readline()
         match = _LISTENING.fullmatch(line)
         if match is None:
-            self.kill()
-            raise RuntimeError(f"{self.label} did not start: {line!r}; stderr: {self.stderr()}")
+            self.process.kill()
+            self.process.wait()
+            stderr = self.stderr()
+            self._close_files()
+            raise RuntimeError(f"{self.label} did not start: {line!r}; stderr: {stderr}")
         self.port = int(match.group(1))
         self._ps = psutil.Process(self.process.pid)
 

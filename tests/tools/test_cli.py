@@ -37,15 +37,48 @@ def test_serve_help_explains_every_option() -> None:
 
 def test_bad_options_are_refused_with_a_clear_message() -> None:
     for args, message in [
-        (["--port", "-1"], "must be a port from 0 to 65535"),
-        (["--port", "70000"], "must be a port from 0 to 65535"),
-        (["--impl", "gevent"], "invalid choice: 'gevent'"),
-        (["--impl", "trio", "--loop", "uvloop"], "needs an implementation on asyncio"),
-        (["--max-line", "10"], "max_line must be at least 64 bytes"),
-        (["--sendq", "100"], "must hold at least one line"),
-        (["--server-name", "a b"], "not a valid IRC server name"),
+        (["serve", "--port", "-1"], "--port: must be a port from 0 to 65535, not -1"),
+        (["serve", "--port", "70000"], "must be a port from 0 to 65535"),
+        (["serve", "--port", "abc"], "--port: must be a whole number, not 'abc'"),
+        (["serve", "--impl", "gevent"], "invalid choice: 'gevent'"),
+        (["serve", "--impl", "trio", "--loop", "uvloop"], "needs an implementation on asyncio"),
+        (["serve", "--max-line", "10"], "--max-line must be at least 64 bytes"),
+        (["serve", "--sendq", "100"], "must hold at least one line"),
+        (["serve", "--server-name", "a b"], "not a valid IRC server name"),
+        (["serve", "--flood-rate", "-1"], "--flood-rate: must be a number of lines per second"),
+        (["serve", "--ping-timeout", "x"], "--ping-timeout: must be a number, not 'x'"),
+        (["bench", "echo", "--impl", "trio", "--loop", "uvloop"], "needs an implementation on"),
+        (["bench", "echo", "--duration", "-1"], "--duration: must be a number of seconds above 0"),
+        (["bench", "echo", "--size", "0"], "--size: must be at least 1, not 0"),
+        # More than any hard limit on open files allows.
+        (["bench", "idle", "--clients", str(10**9)], "raise the limit (ulimit -n)"),
+        (["experiment", "nonsense"], "invalid choice: 'nonsense'"),
     ]:
-        result = echochat("serve", *args)
+        result = echochat(*args)
         assert result.returncode == 2, args
         assert message in result.stderr, (args, result.stderr)
-        assert "Traceback" not in result.stderr
+        assert "Traceback" not in result.stderr, (args, result.stderr)
+        # argparse prints the usage, then one line that says what is wrong.
+        assert result.stderr.strip().splitlines()[-1].startswith("echochat"), result.stderr
+
+
+def test_help_shows_defaults_only_where_there_are_some() -> None:
+    for command in (["serve"], ["bench"], ["experiment"]):
+        result = echochat(*command, "--help")
+        assert result.returncode == 0
+        assert "(default: None)" not in result.stdout, command
+    bench = echochat("bench", "--help").stdout
+    assert "the implementation to load" in bench
+    assert "(default: asyncio)" in bench
+
+
+def test_trying_an_experiment_or_the_matrix_leaves_the_docs_figures_alone() -> None:
+    from echochat.bench.command import DOCS_FIGURES, MATRIX_OUT  # noqa: PLC0415
+    from echochat.cli import build_parser  # noqa: PLC0415
+
+    parser = build_parser()
+    experiment = parser.parse_args(["experiment", "memory"])
+    assert experiment.out.parts[0] == "build"
+    assert MATRIX_OUT.parts[0] == "build"
+    assert parser.parse_args(["bench", "matrix"]).docs is False
+    assert DOCS_FIGURES.parts == ("docs", "figures")

@@ -21,11 +21,13 @@ from echochat.bench.matrix import (
     summarise_contract,
     update_docs_page,
 )
-from echochat.experiments import DEFAULT_OUT
 from echochat.launch import ServerUnderTest
 from echochat.registry import CONTRACT_CONFIGURATIONS
 
 COMPARE_OUT = Path("build/compare")
+MATRIX_OUT = Path("build/bench")
+# Only `bench matrix --docs` (make bench) writes the figures the docs show.
+DOCS_FIGURES = Path("docs/figures")
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -34,9 +36,8 @@ def run_bench(args: argparse.Namespace) -> int:
         print(summarise_contract(outcomes, list(CONTRACT_CONFIGURATIONS)), flush=True)
         return report_matrix(quick=True, out=args.out or COMPARE_OUT, docs=False)
     if args.kind == "matrix":
-        return report_matrix(
-            quick=args.quick, out=args.out or DEFAULT_OUT, docs=args.out is None and not args.quick
-        )
+        out = args.out or (DOCS_FIGURES if args.docs else MATRIX_OUT)
+        return report_matrix(quick=args.quick, out=out, docs=args.docs)
     if args.kind == "echo":
         starts = [
             lambda: start_echochat(args.impl, args.loop),

@@ -7,7 +7,9 @@ Each experiment runs every relevant implementation side by side in one run on
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_OUT = Path("docs/figures")
+# Trying an experiment writes here; `make experiments` asks for docs/figures,
+# so only it changes the figures the docs show.
+DEFAULT_OUT = Path("build/experiments")
 
 
 @dataclass(frozen=True, slots=True)
