@@ -51,6 +51,7 @@ class ServerProcess(ServerUnderTest):
             elapsed, stdout_rest, stderr = self.finish(signum, timeout)
         except RuntimeError as error:
             raise AssertionError(str(error)) from None
+        self.log = stderr  # What it logged, for tests of the log itself.
         records = _LOG_RECORD.split(stderr)
         faults = [record for record in records if "InjectedFaultError" in record]
         assert len(faults) == injected_faults, f"{self.impl} logged {len(faults)} faults:\n{stderr}"

@@ -48,11 +48,14 @@ class ChatHub:
         # The framework's monotonic clock, the one its deadlines are set on.
         self.clock = clock
         self.peers: dict[ConnId, Peer] = {}
+        # Connections not yet registered, so that the log says once when each does.
+        self.registering: set[ConnId] = set()
 
     def connect(self, peer: Peer, host: str) -> ConnId:
         conn, effects = self.core.connect(host, self.clock())
-        log.debug("connection %d from %s", conn, host)
+        log.info("connection %d from %s", conn, host)
         self.peers[conn] = peer
+        self.registering.add(conn)
         self._apply(effects)
         return conn
 
@@ -60,6 +63,7 @@ class ChatHub:
         if (trigger := self.options.inject_fault) is not None and trigger in data:
             raise InjectedFaultError(f"connection {conn} sent {trigger!r}")
         self._apply(self.core.receive_data(conn, data, self.clock()))
+        self._note_registration(conn)
 
     def deadline(self, conn: ConnId) -> float | None:
         """When the adapter must call ``handle_timer`` unless input comes first (None: never)."""
@@ -68,6 +72,7 @@ class ChatHub:
     def handle_timer(self, conn: ConnId) -> None:
         """``conn``'s deadline has passed: registration and ping timeouts, delayed lines."""
         self._apply(self.core.handle_timer(conn, self.clock()))
+        self._note_registration(conn)  # Lines held back by flood control may register it.
 
     def data_sent(self, conn: ConnId, nbytes: int) -> None:
         self.core.data_sent(conn, nbytes)
@@ -84,5 +89,11 @@ class ChatHub:
                 self.peers[effect.conn].deliver(effect.data)
             else:
                 # The core has forgotten this connection; so do we.
-                log.debug("closing connection %d: %r", effect.conn, effect.farewell)
+                log.info("connection %d closed: %s", effect.conn, effect.reason)
+                self.registering.discard(effect.conn)
                 self.peers.pop(effect.conn).close(effect.farewell, effect.flush)
+
+    def _note_registration(self, conn: ConnId) -> None:
+        if conn in self.registering and (prefix := self.core.registered_as(conn)) is not None:
+            self.registering.discard(conn)
+            log.info("connection %d registered as %s", conn, prefix)

@@ -123,17 +123,19 @@ class ChatCore:
         self._next_conn += 1
         if self._shutting_down:
             # Accepted in the same instant as the shutdown began.
-            return conn, [Close(conn, self._error_line("Server shutting down"), flush=True)]
+            farewell = self._error_line("Server shutting down")
+            return conn, [Close(conn, farewell, flush=True, reason="Server shutting down")]
         if len(self._clients) >= self.limits.max_clients:
             farewell = self._error_line("Closing link (Server is full)")
-            return conn, [Close(conn, farewell, flush=True)]
+            return conn, [Close(conn, farewell, flush=True, reason="Server is full")]
         # An IPv6 address such as ::1 would start a trailing parameter where
         # it stands as a middle one (WHOIS, WHO); IRC servers write 0::1.
         host = f"0{host}" if host.startswith(":") else host
         max_per_ip = self.limits.max_per_ip
         if max_per_ip and self._connections_per_host.get(host, 0) >= max_per_ip:
-            farewell = self._error_line("Closing link (Too many connections from your IP)")
-            return conn, [Close(conn, farewell, flush=True)]
+            reason = "Too many connections from your IP"
+            farewell = self._error_line(f"Closing link ({reason})")
+            return conn, [Close(conn, farewell, flush=True, reason=reason)]
         self._connections_per_host[host] = self._connections_per_host.get(host, 0) + 1
         self._clients[conn] = Client(
             conn,
@@ -159,6 +161,11 @@ class ChatCore:
                 client.inbox_bytes += sum(self._size(event) for event in events)
                 self._run_inbox(client, now)
         return self._finish()
+
+    def registered_as(self, conn: ConnId) -> str | None:
+        """``conn``'s ``nick!user@host`` once it has registered; None before, or once gone."""
+        client = self._clients.get(conn)
+        return client.prefix if client is not None and client.registered else None
 
     def deadline(self, conn: ConnId) -> Seconds | None:
         """When ``handle_timer`` must next be called for ``conn``, or None for never.
@@ -229,7 +236,10 @@ class ChatCore:
         """The server is stopping: say goodbye to everyone, forget them, admit nobody new."""
         self._shutting_down = True
         farewell = self._error_line("Server shutting down")
-        self._effects = [Close(conn, farewell, flush=True) for conn in self._clients]
+        self._effects = [
+            Close(conn, farewell, flush=True, reason="Server shutting down")
+            for conn in self._clients
+        ]
         self._clients.clear()
         self._nicks.clear()
         self._channels.clear()
@@ -347,7 +357,7 @@ class ChatCore:
             self._connections_per_host[client.host] = remaining
         else:
             del self._connections_per_host[client.host]
-        self._effects.append(Close(client.conn, farewell, flush))
+        self._effects.append(Close(client.conn, farewell, flush, reason))
         if peers:
             self._send_to_all(peers.values(), self._line(client.prefix, "QUIT", [], reason))
 

@@ -6,7 +6,7 @@ effects, in the order the adapter must carry them out for any one connection.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 ConnId = int
 
@@ -37,6 +37,10 @@ class Close:
     conn: ConnId
     farewell: bytes
     flush: bool
+    # Why, in a few words ("SendQ exceeded", "Quit: bye", "Connection closed"),
+    # for the server's log. Not part of what the adapter does, so two closes
+    # that act alike compare equal whatever their reasons.
+    reason: str = field(default="", compare=False)
 
 
 Effect = Send | Close
