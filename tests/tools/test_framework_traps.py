@@ -326,6 +326,60 @@ def test_trio_cancelled_send_all_can_send_part_of_the_data() -> None:
     assert after == b"marker\n"
 
 
+def test_trio_socket_stream_sets_nodelay_and_a_16_kib_notsent_lowat() -> None:
+    """trio's SocketStream sets TCP_NODELAY and TCP_NOTSENT_LOWAT = 16 KiB on its
+    socket (src/trio/_highlevel_socket.py, SocketStream.__init__; trio#72), so the
+    kernel holds little unsent data for it."""
+
+    async def scenario() -> tuple[int, int]:
+        listener = trio.socket.socket()
+        await listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        stream = await trio.open_tcp_stream("127.0.0.1", listener.getsockname()[1])
+        options = (
+            stream.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY),
+            stream.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT),
+        )
+        await stream.aclose()
+        listener.close()
+        return options
+
+    nodelay, notsent_lowat = trio.run(scenario)
+    assert nodelay
+    assert notsent_lowat == 16 * 1024
+
+
+def test_trio_send_all_always_checkpoints() -> None:
+    """send_all yields to other tasks even when the kernel takes every byte at
+    once (trio's checkpoint rules: every async function in trio checkpoints),
+    unlike asyncio's drain() below the high-water mark."""
+
+    async def scenario() -> int:
+        ran = 0
+
+        async def count() -> None:
+            nonlocal ran
+            while True:
+                ran += 1
+                await trio.lowlevel.checkpoint()
+
+        left, right = trio.socket.socketpair()
+        stream = trio.SocketStream(left)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(count)
+            await trio.lowlevel.checkpoint()  # The counter has started.
+            before = ran
+            for _ in range(100):
+                await stream.send_all(b"x" * 100)  # 10 KB: the socket buffer takes it all.
+            during = ran - before
+            nursery.cancel_scope.cancel()
+        await stream.aclose()
+        right.close()
+        return during
+
+    assert trio.run(scenario) >= 100
+
+
 def test_concurrent_sends_raise_busy_resource_error_on_trio() -> None:
     """Why each chat client has exactly one writer task (trio#328)."""
 
