@@ -192,7 +192,7 @@ def text_before(marker: claim_marker) -> str:
             isinstance(ancestor, claim_marker) for ancestor in ancestors(node)
         ):
             parts.append(node.astext())
-    text = " ".join("".join(parts).split()).strip(" ,;:(")
+    text = " ".join("".join(parts).split()).lstrip(" .,;:)").rstrip(" ,;:(")
     if len(text) > MAX_CLAIM_TEXT:
         cut = text[-MAX_CLAIM_TEXT:]
         text = "\N{HORIZONTAL ELLIPSIS}" + cut[cut.find(" ") + 1 :]

@@ -377,7 +377,8 @@ def test_trio_send_all_always_checkpoints() -> None:
         right.close()
         return during
 
-    assert trio.run(scenario) >= 100
+    # About once per send_all (asyncio's drain() below the mark: 0 times).
+    assert trio.run(scenario) >= 90
 
 
 def test_concurrent_sends_raise_busy_resource_error_on_trio() -> None:
@@ -414,7 +415,7 @@ def test_anyio_receive_until_can_return_more_than_max_bytes() -> None:
 def test_asyncio_write_is_plain_and_the_watermarks_are_64_and_16_kib() -> None:
     """write() returns None (there is no awrite(): cpython#78847 added it during 3.8
     development, cpython#82423 reverted it before 3.8.0); the transport pauses the
-    protocol above 64 KiB and resumes it below 16 KiB (Lib/asyncio/transports.py,
+    protocol above 64 KiB and resumes it at or below 16 KiB (Lib/asyncio/transports.py,
     _FlowControlMixin._set_write_buffer_limits)."""
 
     async def scenario() -> tuple[object, tuple[int, int], bool]:
@@ -522,13 +523,15 @@ PAYLOAD = bytes(range(256)) * 4096  # 1 MiB with a pattern: loss or reordering s
 def test_receives_cut_off_by_a_deadline_lose_no_bytes() -> None:
     """Why the adapters can wait for input only until the core's next deadline.
 
-    Each framework's receive waits for readability first and takes bytes
-    only after: trio's SocketStream.receive_some (trio/_socket.py,
-    _nonblocking_helper), anyio's SocketStream.receive on both backends
-    (anyio/_backends/_asyncio.py waits on its protocol's read event; on trio
-    it is trio's), asyncio's StreamReader.read (asyncio/streams.py,
-    _wait_for_data before taking from its buffer). So a receive cancelled by
-    a deadline has taken nothing, and the next one gets every byte, in order.
+    asyncio's StreamReader.read (asyncio/streams.py, _wait_for_data before
+    taking from its buffer) and anyio's asyncio backend (it waits on its
+    protocol's read event, anyio/_backends/_asyncio.py) wait first and take
+    bytes only after. trio (and anyio on trio) calls recv() first
+    (trio/_socket.py, _nonblocking_helper) and waits only on BlockingIOError;
+    _try_sync checks for cancellation before the call and, after a call that
+    returned, takes a shielded checkpoint, so a cancellation never discards
+    what recv() returned. So a receive cancelled by a deadline has taken
+    nothing, and the next one gets every byte, in order.
     A 1 ms deadline per receive makes hundreds of cancellations likely.
     """
 
