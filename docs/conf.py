@@ -14,7 +14,14 @@ project = "echochat"
 release = __version__
 version = __version__
 
-extensions = ["myst_parser", "repofiles", "sidebyside", "designpages", "sphinx.ext.autodoc"]
+extensions = [
+    "myst_parser",
+    "repofiles",
+    "sidebyside",
+    "claims",
+    "designpages",
+    "sphinx.ext.autodoc",
+]
 # Pages link to code outside docs/ as GitHub shows it (../impls/...); repofiles serves those.
 repo_root = str(DOCS.parent)
 

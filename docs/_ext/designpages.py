@@ -28,6 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
 import clientstates
+from claims import Claim, note_claim, resolve_test
 from docutils import nodes
 from repofiles import make_repo_link, repo_root
 from sphinx.application import Sphinx
@@ -37,6 +38,7 @@ from sphinx.util.typing import ExtensionMetadata
 from echochat.registry import ADAPTERS
 
 PROBES = PurePosixPath("tests/tools/version_probes")
+MATRIX_TEST = "tests/tools/test_version_matrix.py::test_probe_matches_its_cell"
 CORE = PurePosixPath("shared/echochat/core")
 IMPLS = PurePosixPath("impls/echochat")
 # The adapter-independent glue between the core and every adapter.
@@ -140,8 +142,11 @@ class VersionMatrix(SphinxDirective):
             probe = PROBES / f"{row['probe']}.py"
             if not (repo_root(self.env) / probe).exists():
                 raise self.error(f"version-matrix: {probe} does not exist")
+            anchor = f"matrix-{row['probe'].replace('_', '-')}"
+            described = paragraph(*inline(row["behaviour"]))
+            described["ids"].append(anchor)
             behaviour: list[nodes.Node] = [
-                paragraph(*inline(row["behaviour"])),
+                described,
                 paragraph(
                     nodes.Text("probe: "),
                     make_repo_link(
@@ -150,6 +155,7 @@ class VersionMatrix(SphinxDirective):
                 ),
             ]
             rows.append([behaviour, *(matrix_cell(row["cells"][column]) for column in columns)])
+            self.note_row_claim(row, columns, anchor)
             item = nodes.definition_list_item()
             item += nodes.term("", "", *inline(row["behaviour"]))
             sources: list[nodes.Node] = [nodes.Text("Sources: ")]
@@ -161,6 +167,21 @@ class VersionMatrix(SphinxDirective):
             notes += item
         headers = ["Behaviour", *(f"Python {column}" for column in columns)]
         return [table(headers, rows, ["version-matrix"]), notes]
+
+    def note_row_claim(self, row: dict[str, Any], columns: list[str], anchor: str) -> None:
+        """Each row is a claim, proved by test_version_matrix.py running its probe."""
+        node_id = f"{MATRIX_TEST}[{row['probe']}]"
+        test = resolve_test(repo_root(self.env), node_id)
+        if isinstance(test, str):
+            raise self.error(f"version-matrix: {test}")
+        outcomes = "; ".join(
+            f"{first}+: {outcome}" for column in columns for first, outcome in row["cells"][column]
+        )
+        text = f"{row['behaviour'].replace('`', '')}: {outcomes}"
+        sources = [f"{title} <{url}>" for title, url in row["sources"]]
+        # Its section is filled in once the page is read (claims.collect_claims).
+        claim = Claim(self.env.docname, anchor, "", text, [test], sources)
+        note_claim(self.env, claim)
 
 
 # -- The client's states -----------------------------------------------------------------------

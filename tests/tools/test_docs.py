@@ -85,7 +85,7 @@ def side_by_side_pages(site: Path) -> dict[str, Path]:
 
 
 def test_every_page_is_built(site: Path) -> None:
-    pages = ["index", "protocol", "design", "backpressure", "performance", "design/index"]
+    pages = ["index", "protocol", "design", "backpressure", "performance", "design/index", "claims"]
     pages += [f"sidebyside/{page}" for page in ("index", "diff", *STEPS)]
     missing = [page for page in pages if not (site / f"{page}.html").is_file()]
     assert missing == []
@@ -152,6 +152,90 @@ def test_a_listing_of_a_function_that_is_gone_fails_the_build(tmp_path: Path) ->
     build = sphinx_build(source, tmp_path / "out")
     assert build.returncode != 0
     assert "renamed_loop" in build.stderr
+
+
+def claims_project(tmp_path: Path, page: str) -> Path:
+    """A one-page site with the claims extension, its page ``page`` and a claims index."""
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "conf.py").write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(DOCS / '_ext')!r})\n"
+        'extensions = ["myst_parser", "repofiles", "claims"]\n'
+        f"repo_root = {str(REPO)!r}\n"
+    )
+    (source / "index.md").write_text(f"# Claims\n\n{page}\n\n```{{claims-index}}\n```\n")
+    return source
+
+
+TRAPS = "tests/tools/test_framework_traps.py"
+REAL_TEST = f"{TRAPS}::test_asyncio_drain_does_not_yield_below_the_high_water_mark"
+
+
+def test_a_claim_marker_links_its_test_and_lands_in_the_index(tmp_path: Path) -> None:
+    page = (
+        f"drain() does not yield.\n{{claim}}`{REAL_TEST} | cpython#75279; Lib/asyncio/streams.py`"
+    )
+    build = sphinx_build(claims_project(tmp_path, page), tmp_path / "out")
+    assert build.returncode == 0, build.stderr
+    html = soup_of(tmp_path / "out" / "html" / "index.html")
+    marker = html.select_one("span.claim")
+    assert marker is not None
+    link = marker.find("a")
+    assert isinstance(link, Tag)
+    assert re.fullmatch(
+        r"_repo/tests/tools/test_framework_traps\.py\.html#L-\d+", str(link["href"])
+    )
+    row = html.select_one("table.claims-index tbody tr")
+    assert row is not None
+    cells = [cell.get_text(" ", strip=True) for cell in row.select("td")]
+    assert cells[0].startswith("drain() does not yield.")
+    assert cells[1] == REAL_TEST.rsplit("/", 1)[1]
+    assert cells[2] == "cpython#75279 ; Lib/asyncio/streams.py"
+
+
+@pytest.mark.parametrize(
+    ("marker", "message"),
+    [
+        pytest.param(
+            f"{TRAPS}::test_no_such_trap | cpython#1",
+            "has no test test_no_such_trap",
+            id="missing-function",
+        ),
+        pytest.param(
+            "tests/tools/no_such_file.py::test_x | cpython#1", "no file", id="missing-file"
+        ),
+        pytest.param(f"{REAL_TEST}", "is not NODE_ID", id="no-source"),
+        pytest.param(
+            f"{TRAPS}::run_probe | cpython#1",
+            "has no test run_probe",
+            id="not-a-test",
+        ),
+    ],
+)
+def test_a_claim_marker_without_its_test_or_source_fails_the_build(
+    tmp_path: Path, marker: str, message: str
+) -> None:
+    build = sphinx_build(
+        claims_project(tmp_path, f"A claim. {{claim}}`{marker}`"), tmp_path / "out"
+    )
+    assert build.returncode != 0
+    assert message in build.stderr
+
+
+def test_the_claims_page_lists_every_marker_of_the_site(site: Path) -> None:
+    markers = {
+        f"{path.relative_to(site).as_posix()}#{marker['id']}"
+        for path in site.rglob("*.html")
+        for marker in soup_of(path).select("span.claim")
+    }
+    index = soup_of(site / "claims.html")
+    listed = {
+        str(link["href"]) for link in index.select("table.claims-index tbody tr td:first-child a")
+    }
+    assert markers, "no claim markers on the site"
+    assert {href for href in listed if "#claim-" in href} == markers
+    assert any("#matrix-" in href for href in listed)
 
 
 def test_the_diff_page_shows_the_adapter_diffs_with_indentation_ignored(site: Path) -> None:

@@ -7,24 +7,52 @@ framework release that changes it shows up here first.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
+import os
+import platform
 import socket
 import subprocess
 import sys
 import time
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.abc
 import psutil
 import pytest
 import trio
+import uvloop
 from anyio.streams.buffered import BufferedByteReceiveStream
+from test_version_matrix import PROBES, Interpreter
+from test_version_matrix import run_probe as run_version_probe
 
 from flood import MiB, send_without_reading
 
 MINIMAL_ANYIO_ECHO = Path(__file__).parent / "minimal" / "anyio_echo.py"
+RECEIVE_BUFFER = Path(__file__).parent / "minimal" / "receive_buffer.py"
+
+
+def run_probe(name: str) -> dict[str, Any]:
+    """Run version_probes/NAME.py under this interpreter, as the version matrix does."""
+    result: dict[str, Any] = run_version_probe(
+        Interpreter(sys.executable, platform.python_version()), name
+    )
+    return result
+
+
+def run_probe_on_uvloop(name: str) -> dict[str, Any]:
+    """Run the ``main()`` of version_probes/NAME.py on a uvloop event loop."""
+    spec = importlib.util.spec_from_file_location(f"version_probes.{name}", PROBES / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        result: dict[str, Any] = runner.run(probe.main())
+    return result
 
 
 def run_minimal_anyio_echo(*args: str) -> tuple[int, int]:
@@ -90,6 +118,22 @@ def test_asyncio_readline_returns_the_tail_of_an_overlong_line_as_a_new_line() -
     assert asyncio.run(scenario()) == b" QUIT :injected\n"
 
 
+def test_asyncio_readline_discards_an_overlong_line_whose_lf_is_already_buffered() -> None:
+    """The other half of readline()'s over-long line: when the LF has arrived,
+    LimitOverrunError says the separator was found, and readline() deletes the
+    line through its LF (Lib/asyncio/streams.py, StreamReader.readline and
+    readuntil), so nothing of it comes back and the next line reads normally."""
+
+    async def scenario() -> bytes:
+        reader = asyncio.StreamReader(limit=16)
+        reader.feed_data(b"PRIVMSG #c :" + b"x" * 40 + b" QUIT :injected\nNICK ok\n")
+        with pytest.raises(ValueError, match="Separator is found, but chunk is longer than limit"):
+            await reader.readline()
+        return await reader.readline()
+
+    assert asyncio.run(scenario()) == b"NICK ok\n"
+
+
 def test_asyncio_drain_does_not_yield_below_the_high_water_mark() -> None:
     """drain() returns at once while the transport's buffer is below 64 KiB (gh-75279).
 
@@ -97,42 +141,244 @@ def test_asyncio_drain_does_not_yield_below_the_high_water_mark() -> None:
     scenario is the version matrix's probe, run here on this interpreter
     (test_version_matrix.py runs it on every installed 3.11, 3.12 and 3.13).
     """
-    probe = Path(__file__).parent / "version_probes" / "drain_without_yield.py"
-    ran = subprocess.run(
-        [sys.executable, "-I", str(probe)], capture_output=True, text=True, timeout=60, check=True
-    )
-    result = json.loads(ran.stdout)
+    result = run_probe("drain_without_yield")
     assert result["outcome"] == "never yields", result
     assert result["other_task_ran"] == 0
+
+
+def test_asyncio_drain_after_a_reset_raises_what_met_it_first() -> None:
+    """drain() re-raises the reader's stored error, ConnectionResetError(104), when
+    the loop met the reset first, and ConnectionResetError('Connection lost')
+    when a write() met it; write() logs from the fifth or the sixth write on
+    (the version matrix's drain_after_reset probe, run on this interpreter)."""
+    result = run_probe("drain_after_reset")
+    assert result["reader"]["drain"] == "ConnectionResetError(104, 'Connection reset by peer')"
+    assert result["write"]["drain"] == "ConnectionResetError('Connection lost',)"
+    assert (result["reader"]["logged"], result["write"]["logged"]) == (16, 15)
+    assert result["reader"]["log_messages"] == ["socket.send() raised exception."]
+
+
+def test_uvloop_write_raises_once_the_loop_has_seen_the_reset() -> None:
+    """On uvloop 0.23, write() raises RuntimeError ("the handler is closed",
+    UVHandle._ensure_alive) once the loop has handled the loss, and logs nothing;
+    writes before that are dropped silently and drain() raises
+    ConnectionResetError('Connection lost'), as on the selector loop."""
+    result = run_probe_on_uvloop("drain_after_reset")
+    assert result["reader"]["write"].startswith("RuntimeError("), result["reader"]
+    assert "the handler is closed" in result["reader"]["write"]
+    assert result["reader"]["writes_accepted"] == 0
+    assert result["write"]["write"] == "nothing", result["write"]
+    assert result["write"]["drain"] == "ConnectionResetError('Connection lost',)"
+    assert result["reader"]["logged"] == result["write"]["logged"] == 0
+
+
+def test_uvloop_low_water_mark_is_16_bytes() -> None:
+    """uvloop 0.23's default low-water mark is FLOW_CONTROL_HIGH_WATER // 4 = 16
+    *bytes* (the high one is FLOW_CONTROL_HIGH_WATER * 1024; uvloop
+    handles/basetransport.pyx), so drain() waits until the buffer is all but empty."""
+
+    async def scenario() -> tuple[tuple[int, int], bool, int]:
+        peers: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        accepted = asyncio.Event()
+
+        def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            peers.append((reader, writer))
+            accepted.set()
+
+        server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+        _, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+        await accepted.wait()
+        peer_reader, peer_writer = peers[0]
+        limits = writer.transport.get_write_buffer_limits()
+        writer.write(b"x" * (4 * MiB))  # The peer is not reading yet: writing pauses.
+        drain = asyncio.ensure_future(writer.drain())
+        await asyncio.sleep(0)
+        waited = not drain.done()
+        reading = asyncio.ensure_future(peer_reader.readexactly(4 * MiB))
+        await drain
+        left = writer.transport.get_write_buffer_size()
+        await reading
+        for stream in (writer, peer_writer):
+            stream.close()
+            await stream.wait_closed()
+        server.close()
+        await server.wait_closed()
+        return limits, waited, left
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        limits, waited, left = runner.run(scenario())
+    assert limits == (16, 64 * 1024)
+    assert waited
+    assert left <= 16
+
+
+def test_uvloop_writelines_pauses_like_write() -> None:
+    """The writelines() flow-control bug (cpython#127655) is the selector
+    transport's: uvloop's writelines() pauses past the high-water mark."""
+    result = run_probe_on_uvloop("writelines_flow_control")
+    assert result["outcome"] == "pauses", result
+
+
+def test_one_large_write_is_buffered_whole_past_the_high_water_mark() -> None:
+    """Backpressure acts between writes: write() takes all it is given, so one
+    16 MiB write() to a peer that does not read leaves megabytes in the
+    transport, far past the 64 KiB high-water mark, before drain() can wait
+    (Lib/asyncio/selector_events.py, _SelectorSocketTransport.write appends to
+    an unbounded buffer). The scenario is the writelines_flow_control probe's
+    control case."""
+    result = run_probe("writelines_flow_control")["write"]
+    assert result["buffered"] > 4 * MiB, result
+    assert result["drain_waited"], result
+
+
+def test_start_server_keeps_a_strong_reference_to_each_handler_task() -> None:
+    """StreamReaderProtocol keeps the handler's task in self._task (cpython
+    PR #96323, gh-90467; Lib/asyncio/streams.py), so a handler task does not
+    need a TaskGroup to stay alive: echochat's TaskGroup is there to wait for
+    the handlers at shutdown."""
+
+    async def scenario() -> bool:
+        held = asyncio.Event()
+        holds = False
+
+        async def handler(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal holds
+            holds = writer._protocol._task is asyncio.current_task()  # type: ignore[attr-defined]
+            writer.close()
+            held.set()
+
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        _, client = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+        await held.wait()
+        client.close()
+        await client.wait_closed()
+        server.close()
+        await server.wait_closed()
+        return holds
+
+    assert asyncio.run(scenario())
+
+
+def receive_buffer_placement(**environment: str) -> dict[str, Any]:
+    ran = subprocess.run(
+        [sys.executable, str(RECEIVE_BUFFER)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        # Not -I: MALLOC_MMAP_THRESHOLD_ is read by glibc, but keep PYTHON* out.
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "MALLOC_"))},
+            **environment,
+        },
+    )
+    result: dict[str, Any] = json.loads(ran.stdout)
+    return result
+
+
+def test_a_cold_process_receives_into_an_mmap_until_a_whole_buffer_is_freed() -> None:
+    """Why a cold asyncio server is slower: its transport's recv(256 KiB) buffer
+    is above glibc's initial 128 KiB mmap threshold, so each read is an mmap (and
+    an mremap and a munmap) until a recv that returns b"" frees a whole buffer
+    and glibc raises the threshold; MALLOC_MMAP_THRESHOLD_ does the same from
+    the start (tests/tools/minimal/receive_buffer.py says how)."""
+    cold = receive_buffer_placement()
+    assert cold["max_size"] == 256 * 1024
+    assert not cold["cold_on_heap"], cold
+    assert cold["after_eof_on_heap"], cold
+    tuned = receive_buffer_placement(MALLOC_MMAP_THRESHOLD_=str(MiB))
+    assert tuned["cold_on_heap"], tuned
 
 
 def test_trio_cancelled_send_all_can_send_part_of_the_data() -> None:
     """Why the trio and anyio adapters skip the farewell after a cancelled send.
 
     trio's docs: if send_all is cancelled, some, all or none of the data may
-    have been sent (trio.abc.SendStream.send_all; trio#889).
+    have been sent (trio.abc.SendStream.send_all; trio#889). Nothing marks the
+    stream broken: the next send_all works and its bytes follow the cut-off
+    part, so it is the peer's view of the protocol that is broken.
     """
 
-    async def scenario() -> tuple[int, int]:
+    def drain(sock: socket.socket) -> bytes:
+        received = bytearray()
+        while True:
+            try:
+                received += sock.recv(MiB)
+            except BlockingIOError:
+                return bytes(received)
+
+    async def scenario() -> tuple[int, int, bytes]:
         left, right = socket.socketpair()
+        right.setblocking(False)
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(left))
         payload = b"m" * (8 * MiB)
         with trio.move_on_after(0.5):  # The peer does not read: send_all blocks.
             await stream.send_all(payload)
-        received = 0
-        right.setblocking(False)
-        while True:
-            try:
-                chunk = right.recv(MiB)
-            except BlockingIOError:
-                break
-            received += len(chunk)
+        received = len(drain(right))
+        await stream.send_all(b"marker\n")  # Raises if the stream were marked broken.
+        after = drain(right)
         await stream.aclose()
         right.close()
-        return received, len(payload)
+        return received, len(payload), after
 
-    received, total = trio.run(scenario)
+    received, total, after = trio.run(scenario)
     assert 0 < received < total
+    assert after == b"marker\n"
+
+
+def test_trio_socket_stream_sets_nodelay_and_a_16_kib_notsent_lowat() -> None:
+    """trio's SocketStream sets TCP_NODELAY and TCP_NOTSENT_LOWAT = 16 KiB on its
+    socket (src/trio/_highlevel_socket.py, SocketStream.__init__; trio#72), so the
+    kernel holds little unsent data for it."""
+
+    async def scenario() -> tuple[int, int]:
+        listener = trio.socket.socket()
+        await listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        stream = await trio.open_tcp_stream("127.0.0.1", listener.getsockname()[1])
+        options = (
+            stream.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY),
+            stream.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT),
+        )
+        await stream.aclose()
+        listener.close()
+        return options
+
+    nodelay, notsent_lowat = trio.run(scenario)
+    assert nodelay
+    assert notsent_lowat == 16 * 1024
+
+
+def test_trio_send_all_always_checkpoints() -> None:
+    """send_all yields to other tasks even when the kernel takes every byte at
+    once (trio's checkpoint rules: every async function in trio checkpoints),
+    unlike asyncio's drain() below the high-water mark."""
+
+    async def scenario() -> int:
+        ran = 0
+
+        async def count() -> None:
+            nonlocal ran
+            while True:
+                ran += 1
+                await trio.lowlevel.checkpoint()
+
+        left, right = trio.socket.socketpair()
+        stream = trio.SocketStream(left)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(count)
+            await trio.lowlevel.checkpoint()  # The counter has started.
+            before = ran
+            for _ in range(100):
+                await stream.send_all(b"x" * 100)  # 10 KB: the socket buffer takes it all.
+            during = ran - before
+            nursery.cancel_scope.cancel()
+        await stream.aclose()
+        right.close()
+        return during
+
+    # About once per send_all (asyncio's drain() below the mark: 0 times).
+    assert trio.run(scenario) >= 90
 
 
 def test_concurrent_sends_raise_busy_resource_error_on_trio() -> None:
@@ -169,7 +415,7 @@ def test_anyio_receive_until_can_return_more_than_max_bytes() -> None:
 def test_asyncio_write_is_plain_and_the_watermarks_are_64_and_16_kib() -> None:
     """write() returns None (there is no awrite(): cpython#78847 added it during 3.8
     development, cpython#82423 reverted it before 3.8.0); the transport pauses the
-    protocol above 64 KiB and resumes it below 16 KiB (Lib/asyncio/transports.py,
+    protocol above 64 KiB and resumes it at or below 16 KiB (Lib/asyncio/transports.py,
     _FlowControlMixin._set_write_buffer_limits)."""
 
     async def scenario() -> tuple[object, tuple[int, int], bool]:
@@ -277,13 +523,15 @@ PAYLOAD = bytes(range(256)) * 4096  # 1 MiB with a pattern: loss or reordering s
 def test_receives_cut_off_by_a_deadline_lose_no_bytes() -> None:
     """Why the adapters can wait for input only until the core's next deadline.
 
-    Each framework's receive waits for readability first and takes bytes
-    only after: trio's SocketStream.receive_some (trio/_socket.py,
-    _nonblocking_helper), anyio's SocketStream.receive on both backends
-    (anyio/_backends/_asyncio.py waits on its protocol's read event; on trio
-    it is trio's), asyncio's StreamReader.read (asyncio/streams.py,
-    _wait_for_data before taking from its buffer). So a receive cancelled by
-    a deadline has taken nothing, and the next one gets every byte, in order.
+    asyncio's StreamReader.read (asyncio/streams.py, _wait_for_data before
+    taking from its buffer) and anyio's asyncio backend (it waits on its
+    protocol's read event, anyio/_backends/_asyncio.py) wait first and take
+    bytes only after. trio (and anyio on trio) calls recv() first
+    (trio/_socket.py, _nonblocking_helper) and waits only on BlockingIOError;
+    _try_sync checks for cancellation before the call and, after a call that
+    returned, takes a shielded checkpoint, so a cancellation never discards
+    what recv() returned. So a receive cancelled by a deadline has taken
+    nothing, and the next one gets every byte, in order.
     A 1 ms deadline per receive makes hundreds of cancellations likely.
     """
 

@@ -47,8 +47,9 @@ async def echo_loop(
             writer.write(chunk)  # Never blocks: what the socket does not take is buffered.
             # Without drain() that buffer grows as fast as the client sends
             # (the asyncio-nodrain teaching variant shows it). Once it passes
-            # the high-water mark (64 KiB), drain() waits until it is below
-            # 16 KiB, so we stop reading and the StreamReader pauses the socket.
+            # the high-water mark (64 KiB), drain() waits until it is at or
+            # below the low-water mark (16 KiB; 16 bytes on uvloop), so we stop
+            # reading and the StreamReader pauses the socket.
             if drain:
                 await writer.drain()
     except OSError as error:  # A reset, or a timeout from the kernel.

@@ -27,8 +27,9 @@ async def serve(options: ServerOptions) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop_on_signal, signum, stop)
     # start_server would run each handler as a loose task that nothing waits
-    # for; spawning them into a TaskGroup gives what trio's handler nursery
-    # gives, and keeps strong references to them (cpython#88831).
+    # for (it does keep a reference to it, cpython PR #96323); spawning them
+    # into a TaskGroup gives what trio's handler nursery gives: leaving it
+    # waits for every handler.
     async with asyncio.TaskGroup() as handlers:
 
         def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -62,7 +62,8 @@ class EchoConnection(asyncio.Protocol):
         self.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        self.transport.resume_reading()  # The buffer is below its low-water mark (16 KiB).
+        # The buffer is at or below its low-water mark (16 KiB; 16 bytes on uvloop).
+        self.transport.resume_reading()
 
     def eof_received(self) -> bool:
         # Half-closed. False makes the transport close() itself, which sends

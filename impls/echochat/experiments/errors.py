@@ -63,17 +63,21 @@ def run(settings: Settings) -> Report:
         "_conn_lost, which logs a warning once it has reached 5, i.e. for all but the first 5 "
         "writes (constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES; "
         "Lib/asyncio/selector_events.py, _SelectorSocketTransport.write).",
-        "drain() yields once when the transport is closing so connection_lost() can run, "
-        "then _drain_helper() raises ConnectionResetError('Connection lost'); the errno "
-        "reaches only the StreamReader and connection_lost(exc) "
-        "(Lib/asyncio/streams.py, StreamWriter.drain, FlowControlMixin._drain_helper).",
+        "drain() first re-raises the StreamReader's stored exception; here the write() met "
+        "the reset before the loop did, so there is none yet, and drain() yields once so "
+        "connection_lost() can run, then _drain_helper() raises "
+        "ConnectionResetError('Connection lost'). When the loop has seen the reset first, "
+        "drain() raises the reader's ConnectionResetError(104) instead "
+        "(Lib/asyncio/streams.py, StreamWriter.drain, FlowControlMixin._drain_helper; "
+        "the drain_after_reset version probe).",
         "trio and anyio on trio: send_all()/send() raise on the send that meets the RST "
         "(trio _highlevel_socket.py, _translate_socket_errors_to_stream_errors; anyio "
         "_backends/_trio.py, _convert_socket_error). anyio on asyncio: send() writes, then "
         "checkpoints without looking again, so the next send() raises "
         "(anyio _backends/_asyncio.py, SocketStream.send).",
         "uvloop: write() after the loss raises RuntimeError ('the handler is closed', "
-        "UVHandle._ensure_alive) instead of being dropped, and UVStream.write never logs.",
+        "UVHandle._ensure_alive) once the loop has handled it, instead of being dropped, "
+        "and UVStream.write never logs.",
     ]
     if skipped:
         notes.append(f"skipped (uvloop not installed): {', '.join(skipped)}")

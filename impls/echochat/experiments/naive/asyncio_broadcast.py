@@ -23,8 +23,8 @@ async def handle(
         # readline() is enough here: no limits, only the flaw under study.
         while line := await reader.readline():
             for member, out in room.receive(writer, line):
-                # The naive broadcast. drain() waits while the member's transport
-                # buffer is above 64 KiB, so a member that does not read stops
+                # The naive broadcast. drain() waits once the member's transport
+                # buffer has passed 64 KiB, so a member that does not read stops
                 # this loop, and with it this sender's reads and every delivery.
                 await send(member, out)
     except ConnectionError:
