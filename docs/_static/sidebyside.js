@@ -54,7 +54,9 @@
     const choose = (key, tappedGrid) => {
       const before = tappedGrid.getBoundingClientRect().top;
       show(key);
-      window.scrollBy(0, tappedGrid.getBoundingClientRect().top - before);
+      // Instant: furo scrolls smoothly, and a glide would show the page jump.
+      const moved = tappedGrid.getBoundingClientRect().top - before;
+      window.scrollBy({ top: moved, behavior: "instant" });
       remember(key);
     };
 
