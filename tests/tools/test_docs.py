@@ -270,6 +270,15 @@ def browser(site: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tu
         yield driver, base
 
 
+@pytest.fixture
+def phone(browser: tuple[Chrome, str]) -> tuple[Chrome, str]:
+    """The browser with a phone's screen, and the site's base URL."""
+    driver, _ = browser
+    width, height = PHONE
+    set_viewport(driver, width, height, mobile=True)
+    return browser
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize(("width", "height"), DESKTOPS)
 def test_side_by_side_pages_show_every_listing_whole_on_wide_screens(
@@ -297,11 +306,10 @@ def test_side_by_side_pages_show_every_listing_whole_on_wide_screens(
 
 @pytest.mark.timeout(120)
 def test_side_by_side_pages_on_a_phone_show_one_implementation_picked_by_tabs(
-    site: Path, browser: tuple[Chrome, str]
+    site: Path, phone: tuple[Chrome, str]
 ) -> None:
-    driver, base = browser
-    width, height = PHONE
-    set_viewport(driver, width, height, mobile=True)
+    driver, base = phone
+    width, _ = PHONE
     for page in side_by_side_pages(site):
         driver.get(f"{base}/sidebyside/{page}.html")
         # The last implementation first: the page may open on the one picked last time.
@@ -343,11 +351,10 @@ def test_side_by_side_pages_on_a_phone_show_one_implementation_picked_by_tabs(
 
 @pytest.mark.timeout(120)
 def test_side_by_side_pages_without_javascript_stack_all_four(
-    site: Path, browser: tuple[Chrome, str]
+    site: Path, phone: tuple[Chrome, str]
 ) -> None:
-    driver, base = browser
-    width, height = PHONE
-    set_viewport(driver, width, height, mobile=True)
+    driver, base = phone
+    width, _ = PHONE
     driver.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
     try:
         for page in side_by_side_pages(site):
