@@ -241,3 +241,29 @@ def listing_lines(driver: webdriver.Chrome) -> list[ListingLine]:
         )
         for line in driver.execute_script(_ROWS_SCRIPT)
     ]
+
+
+# Code blocks and tables wider than the window, each unless a box that scrolls sideways
+# holds it within the window; furo's html { overflow-x: hidden } would cut it off unseen.
+_CLIPPED_SCRIPT = """
+const scrolls = (element) => ["auto", "scroll"].includes(getComputedStyle(element).overflowX);
+const clipped = [];
+for (const block of document.querySelectorAll("article pre, article table")) {
+  const wide = block.getBoundingClientRect().right > window.innerWidth + 0.5
+    || block.scrollWidth > block.clientWidth;
+  if (!wide) continue;
+  let box = block;
+  while (box !== document.documentElement && !scrolls(box)) box = box.parentElement;
+  const right = box.getBoundingClientRect().right;
+  if (box === document.documentElement || right > window.innerWidth + 0.5) {
+    clipped.push(block.tagName.toLowerCase() + ": " + block.innerText.slice(0, 60));
+  }
+}
+return clipped;
+"""
+
+
+def clipped_blocks(driver: webdriver.Chrome) -> list[str]:
+    """The code blocks and tables of the page a reader cannot see all of, by their start."""
+    clipped: list[str] = driver.execute_script(_CLIPPED_SCRIPT)
+    return clipped

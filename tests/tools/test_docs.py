@@ -20,6 +20,7 @@ from docs_browser import (
     Column,
     ListingLine,
     chromium,
+    clipped_blocks,
     full_page_png,
     listing_lines,
     missing_browser,
@@ -365,3 +366,37 @@ def test_side_by_side_pages_without_javascript_stack_all_four(
             assert page_overflow(driver) <= 0, f"{page} at {width} px is too wide"
     finally:
         driver.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": False})
+
+
+def test_every_code_block_names_its_language() -> None:
+    """A bare fence is highlighted as Python: console tables came out coloured as code."""
+    bare = []
+    for page in sorted(DOCS.rglob("*.md")):
+        if "_build" in page.parts:
+            continue
+        fence = None
+        for number, line in enumerate(page.read_text().splitlines(), 1):
+            if fence is None and (match := re.match(r"(`{3,})(.*)", line)):
+                fence = match[1]
+                if not match[2].strip():
+                    bare.append(f"{page.relative_to(DOCS)}:{number}")
+            elif fence is not None and line.startswith(fence):
+                fence = None
+    assert bare == []
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("width", "height"), [PHONE, DESKTOPS[0]])
+def test_no_page_cuts_off_a_code_block_or_table(
+    site: Path, browser: tuple[Chrome, str], width: int, height: int
+) -> None:
+    driver, base = browser
+    set_viewport(driver, width, height, mobile=width < 1000)
+    pages = [page for page in sorted(site.rglob("*.html")) if "_repo" not in page.parts]
+    clipped = {}
+    for page in pages:
+        driver.get(f"{base}/{page.relative_to(site)}")
+        if blocks := clipped_blocks(driver):
+            clipped[str(page.relative_to(site))] = blocks
+    assert clipped == {}
+    assert len(pages) > 20
