@@ -35,5 +35,7 @@ html_theme = "furo"
 html_title = f"echochat {release}"
 html_static_path = ["_static"]
 html_css_files = ["sidebyside.css"]
+# The implementation picker of the side-by-side pages on phones; without it they stack.
+html_js_files = ["sidebyside.js"]
 html_show_sourcelink = False
 html_show_copyright = False

@@ -19,20 +19,27 @@ them, each with its reason (``mirror``; ``tests/tools/test_adapter_mirror.py`` c
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import pygments
 from docutils import nodes
 from docutils.parsers.rst import directives
 from linediff import hunks, unified_diff
 from mirror import NEW, OLD, RENAMES, Allowed, Mirror, check
+from pygments.formatters import HtmlFormatter
 from repofiles import make_repo_link, repo_root
 from sphinx.application import Sphinx
 from sphinx.directives.code import LiteralIncludeReader
 from sphinx.util.docutils import SphinxDirective
 from sphinx.util.typing import ExtensionMetadata, OptionSpec
+from sphinx.writers.html5 import HTML5Translator
 
 from echochat.registry import ADAPTERS, Adapter
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 IMPLS = PurePosixPath("impls/echochat")
 
@@ -91,10 +98,64 @@ class SideBySide(SphinxDirective):
         caption += nodes.Text(" ")
         caption += nodes.literal(pyobject, pyobject)
         caption += nodes.Text(f", lines {start}\N{EN DASH}{end}")
-        block = nodes.literal_block(text, text, language="python", linenos=True)
-        block["highlight_args"] = {"linenostart": start}
+        block = wrapped_listing(text, text, language="python", linenostart=start)
         self.set_source_info(block)
         return [caption, block]
+
+
+class wrapped_listing(nodes.literal_block):  # noqa: N801 (docutils names node classes so)
+    """A numbered listing whose long lines wrap under their own code instead of scrolling."""
+
+
+class WrappedLinesFormatter(HtmlFormatter[str]):
+    """Pygments' HTML with each line in its own ``span.line``, which carries the line's
+    indentation in characters (``--indent``); sidebyside.css turns it into a hanging
+    indent, so a wrapped line continues under its own code, right of the line numbers."""
+
+    def format_unencoded(self, tokensource: Any, outfile: SupportsWrite[str]) -> None:
+        tokens = list(tokensource)
+        lines = "".join(value for _, value in tokens).split("\n")
+        self.indents = [len(line) - len(line.lstrip(" ")) for line in lines]
+        super().format_unencoded(tokens, outfile)
+
+    def wrap(self, source: Iterator[tuple[int, str]]) -> Iterator[tuple[int, str]]:
+        # types-Pygments leaves HtmlFormatter.wrap, the documented hook, untyped.
+        wrapped: Iterator[tuple[int, str]] = super().wrap(self.wrap_lines(source))  # type: ignore[no-untyped-call]
+        return wrapped
+
+    def wrap_lines(self, source: Iterator[tuple[int, str]]) -> Iterator[tuple[int, str]]:
+        indents = iter(self.indents)
+        for kind, html in source:
+            # The newline stays inside the span: a block's last newline adds no row.
+            yield (
+                kind,
+                (
+                    f'<span class="line" style="--indent: {next(indents)}">{html}</span>'
+                    if kind == 1
+                    else html
+                ),
+            )
+
+
+def visit_wrapped_listing(translator: HTML5Translator, node: wrapped_listing) -> None:
+    """As Sphinx's ``visit_literal_block``, with ``WrappedLinesFormatter``; the block
+    carries the width of its line numbers (``--digits``) for the hanging indent."""
+    language, first = node["language"], node["linenostart"]
+    lexer = translator.highlighter.get_lexer(node.rawsource, language, location=node)
+    formatter = WrappedLinesFormatter(
+        **translator.highlighter.formatter_args, linenos="inline", linenostart=first
+    )
+    html = pygments.highlight(node.rawsource, lexer, formatter)
+    last = first + node.rawsource.rstrip("\n").count("\n")
+    start = translator.starttag(
+        node,
+        "div",
+        suffix="",
+        CLASS=f"highlight-{language} wrapped-listing notranslate",
+        style=f"--digits: {len(str(last))}",
+    )
+    translator.body.append(f"{start}{html}</div>\n")
+    raise nodes.SkipNode
 
 
 class AdapterDiff(SphinxDirective):
@@ -234,6 +295,7 @@ class MirrorChanges(SphinxDirective):
 
 
 def setup(app: Sphinx) -> ExtensionMetadata:
+    app.add_node(wrapped_listing, html=(visit_wrapped_listing, None))
     app.add_directive("sidebyside", SideBySide)
     app.add_directive("adapterdiff", AdapterDiff)
     app.add_directive("mirrortable", MirrorTable)

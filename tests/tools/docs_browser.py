@@ -119,6 +119,7 @@ return Array.from(document.querySelectorAll(".sidebyside")).map((grid) =>
           shown: shown(pre),
           box: box(pre),
           text: pre.innerText.trim(),
+          hidden_width: pre.scrollWidth - pre.clientWidth,
         })),
       };
     })
@@ -131,6 +132,7 @@ class Listing:
     shown: bool
     box: tuple[float, float, float, float]  # left, top, width, height in CSS pixels
     text: str
+    hidden_width: int  # How much of its widest line a scrollbar hides: 0 when all shows.
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,12 @@ def side_by_side_layout(driver: webdriver.Chrome) -> list[list[Column]]:
                 box=tuple(column["box"]),
                 label=column["label"],
                 listings=tuple(
-                    Listing(listing["shown"], tuple(listing["box"]), listing["text"])
+                    Listing(
+                        listing["shown"],
+                        tuple(listing["box"]),
+                        listing["text"],
+                        listing["hidden_width"],
+                    )
                     for listing in column["listings"]
                 ),
             )
@@ -159,3 +166,104 @@ def side_by_side_layout(driver: webdriver.Chrome) -> list[list[Column]]:
         ]
         for grid in grids
     ]
+
+
+# Each numbered line of a wrapped listing, as rows of text on the screen.
+_ROWS_SCRIPT = """
+const charWidth = (pre) => {
+  const probe = document.createElement("span");
+  probe.style.whiteSpace = "pre";
+  probe.textContent = "0".repeat(20);
+  pre.append(probe);
+  const width = probe.getBoundingClientRect().width / 20;
+  probe.remove();
+  return width;
+};
+return Array.from(document.querySelectorAll(".wrapped-listing span.line"))
+  .filter((line) => line.checkVisibility())
+  .map((line) => {
+    const number = line.querySelector(".linenos");
+    const code = document.createRange();
+    code.setStartAfter(number);
+    code.setEndAfter(line.lastChild);
+    const lineBox = line.getBoundingClientRect();
+    const numberBox = number.getBoundingClientRect();
+    // One rectangle per piece of text per row; a row is a distinct top.
+    const rows = new Map();
+    for (const rect of code.getClientRects()) {
+      if (rect.width === 0) continue;
+      const top = Math.round(rect.top);
+      rows.set(top, Math.min(rows.get(top) ?? Infinity, rect.left - lineBox.left));
+    }
+    const indent = Number(getComputedStyle(line).getPropertyValue("--indent"));
+    const text = line.textContent.slice(number.textContent.length);
+    const leading = text.length - text.replace(/^ +/, "").length;
+    return {
+      number: number.textContent.trim(),
+      blank: text.trim() === "",
+      number_left: numberBox.left - lineBox.left,
+      number_right: numberBox.right - lineBox.left,
+      indent: indent,
+      leading_spaces: leading,
+      char_width: charWidth(line.closest("pre")),
+      row_lefts: Array.from(rows.entries()).sort((a, b) => a[0] - b[0]).map((row) => row[1]),
+    };
+  });
+"""
+
+
+@dataclass(frozen=True)
+class ListingLine:
+    """A numbered line of a wrapped listing; positions in CSS pixels from the line's left."""
+
+    number: str
+    blank: bool
+    number_left: float
+    number_right: float
+    indent: int  # The --indent the line carries.
+    leading_spaces: int  # The indentation its text really has.
+    char_width: float
+    row_lefts: tuple[float, ...]  # Where the code starts on each row, top to bottom.
+
+
+def listing_lines(driver: webdriver.Chrome) -> list[ListingLine]:
+    """Every visible line of every wrapped listing of the page."""
+    return [
+        ListingLine(
+            number=line["number"],
+            blank=line["blank"],
+            number_left=line["number_left"],
+            number_right=line["number_right"],
+            indent=line["indent"],
+            leading_spaces=line["leading_spaces"],
+            char_width=line["char_width"],
+            row_lefts=tuple(line["row_lefts"]),
+        )
+        for line in driver.execute_script(_ROWS_SCRIPT)
+    ]
+
+
+# Code blocks and tables wider than the window, each unless a box that scrolls sideways
+# holds it within the window; furo's html { overflow-x: hidden } would cut it off unseen.
+_CLIPPED_SCRIPT = """
+const scrolls = (element) => ["auto", "scroll"].includes(getComputedStyle(element).overflowX);
+const clipped = [];
+for (const block of document.querySelectorAll("article pre, article table")) {
+  const wide = block.getBoundingClientRect().right > window.innerWidth + 0.5
+    || block.scrollWidth > block.clientWidth;
+  if (!wide) continue;
+  let box = block;
+  while (box !== document.documentElement && !scrolls(box)) box = box.parentElement;
+  const right = box.getBoundingClientRect().right;
+  if (box === document.documentElement || right > window.innerWidth + 0.5) {
+    clipped.push(block.tagName.toLowerCase() + ": " + block.innerText.slice(0, 60));
+  }
+}
+return clipped;
+"""
+
+
+def clipped_blocks(driver: webdriver.Chrome) -> list[str]:
+    """The code blocks and tables of the page a reader cannot see all of, by their start."""
+    clipped: list[str] = driver.execute_script(_CLIPPED_SCRIPT)
+    return clipped

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
+import numpy
 import pytest
+from matplotlib.patches import Rectangle
 
-from echochat.bench.chat import DeliveryError, Verifier, run_chat
+from echochat.bench.chat import ChatResult, DeliveryError, Verifier, run_chat
 from echochat.bench.idle import run_idle
+from echochat.bench.matrix import fanout_figure
 from echochat.launch import ServerUnderTest
 
+FIGURES = Path(__file__).resolve().parents[2] / "docs" / "figures"
 QUICK = ["trio", "asyncio"]
 
 
@@ -116,3 +121,26 @@ def test_verifier_wants_each_stalled_client_to_leave_once_and_nothing_else() -> 
     other_quit = Verifier(members=2, senders=1, stalled=1)
     with pytest.raises(DeliveryError, match="unexpected line"):
         other_quit.receive(0, b":stalled0!u@127.0.0.1 QUIT :Ping timeout\r\n", 100.0)
+
+
+@pytest.mark.parametrize("sizes", [(100,), (100, 500, 1000)])
+def test_the_fan_out_figure_draws_bars_for_one_channel_size_and_lines_for_several(
+    sizes: tuple[int, ...],
+) -> None:
+    """From the saved full run (docs/figures/bench.json), all of it or one size of it."""
+    saved = json.loads((FIGURES / "bench.json").read_text())["chat"]
+    chat = [ChatResult(**row) for row in saved if row["members"] in sizes]
+    servers = {result.server for result in chat}
+    (axes,) = fanout_figure(chat).axes
+    # The lines of servers (the target's line aside): one each, or none beside bars.
+    series = [line for line in axes.get_lines() if str(line.get_label()) in servers]
+    if len(sizes) == 1:
+        bars = [patch for patch in axes.patches if isinstance(patch, Rectangle)]
+        assert len(bars) == len(axes.patches) == len(servers)
+        assert series == []
+        heights = sorted(bar.get_height() for bar in bars)
+        assert heights == sorted(result.deliveries_per_s for result in chat)
+    else:
+        assert len(axes.patches) == 0
+        assert len(series) == len(servers)
+        assert all(len(numpy.asarray(line.get_xdata())) == len(sizes) for line in series)

@@ -2,7 +2,8 @@
 real code, and its side-by-side pages show all four implementations in a browser.
 
 The site is built once per run into a temporary directory, as `make docs` builds it into
-docs/_build/html; the browser test saves its screenshots under docs/_build/screenshots/.
+docs/_build/html; the browser tests save screenshots of the "sending" page at each width
+they check under docs/_build/screenshots/.
 """
 
 from __future__ import annotations
@@ -10,20 +11,26 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from bs4 import BeautifulSoup, Tag
 from docs_browser import (
     Column,
+    ListingLine,
     chromium,
+    clipped_blocks,
     full_page_png,
+    listing_lines,
     missing_browser,
     serve_directory,
     set_viewport,
     side_by_side_layout,
 )
 from docs_links import check_site
+from selenium.webdriver import Chrome
+from selenium.webdriver.common.by import By
 
 from echochat.registry import ADAPTERS as ADAPTER_PACKAGES
 
@@ -45,8 +52,12 @@ SCREENSHOT_PAGE = "sending"
 STEPS = ("accepting", "reading", "sending", "broadcasting", "sendq", "errors", "shutdown")
 # In the order of the page (the order on a phone).
 IMPLEMENTATIONS = tuple(adapter.key for adapter in ADAPTER_PACKAGES)
-DESKTOP = (1440, 900)
 PHONE = (390, 844)
+# A laptop, the most common desktop, a large desktop.
+DESKTOPS = ((1400, 900), (1920, 1080), (2560, 1440))
+# Columns of a side-by-side grid at each width (sidebyside.css says why): on a phone one,
+# stacked without JavaScript, picked by a tab strip with it.
+COLUMNS = {1400: 2, 1920: 2, 2560: 4}
 
 
 def sphinx_build(source: Path, out: Path) -> subprocess.CompletedProcess[str]:
@@ -265,58 +276,211 @@ def test_the_diff_page_shows_the_adapter_diffs_with_indentation_ignored(site: Pa
     assert [code.get_text() for code in renamed] == [rule.old for rule in mirror.RENAMES]
 
 
-def check_listings(page: str, grids: list[list[Column]], phone: bool) -> None:
-    """Each grid shows the four implementations, labelled, each listing visible; the layout fits."""
-    assert grids, f"{page}: no side-by-side listings"
-    for grid in grids:
-        keys = [
-            key for column in grid for key in IMPLEMENTATIONS if f"impl-{key}" in column.classes
-        ]
-        assert keys == list(IMPLEMENTATIONS), page
-        for key, column in zip(IMPLEMENTATIONS, grid, strict=True):
-            assert column.label, f"{page}: {key} has no visible label"
-            assert column.listings, f"{page}: no listing for {key}"
-            for listing in column.listings:
-                _, _, width, height = listing.box
-                assert listing.shown, f"{page}: {key}'s listing is hidden"
-                assert width > 100, f"{page}: {key}'s listing is {width} px wide"
-                assert height > 10, f"{page}: {key}'s listing is {height} px high"
-                assert listing.text, f"{page}: {key}'s listing is empty"
-        asyncio, trio, anyio, protocol = (column.box for column in grid)
-        if phone:
-            # Stacked, in the page's order, all at the same left edge.
-            tops = [column.box[1] for column in grid]
-            assert tops == sorted(tops), page
-            assert len({round(column.box[0]) for column in grid}) == 1, page
-        else:
-            # Two columns: asyncio's pair on the left, trio over anyio on the right.
-            assert abs(asyncio[1] - trio[1]) < 1, page
-            assert trio[0] >= asyncio[0] + asyncio[2], page
-            assert protocol[0] == asyncio[0], page
-            assert protocol[1] >= asyncio[1] + asyncio[3], page
-            assert anyio[0] == trio[0], page
-            assert anyio[1] >= trio[1] + trio[3], page
+def check_columns(page: str, grid: list[Column], columns: int, width: int) -> None:
+    """The grid shows the four implementations, labelled, each listing visible, laid out
+    in ``columns`` columns within the ``width`` of the window."""
+    keys = [key for column in grid for key in IMPLEMENTATIONS if f"impl-{key}" in column.classes]
+    assert keys == list(IMPLEMENTATIONS), page
+    for key, column in zip(IMPLEMENTATIONS, grid, strict=True):
+        assert column.label, f"{page}: {key} has no visible label"
+        assert column.listings, f"{page}: no listing for {key}"
+        for listing in column.listings:
+            _, _, listing_width, listing_height = listing.box
+            assert listing.shown, f"{page}: {key}'s listing is hidden"
+            assert listing_width > 100, f"{page}: {key}'s listing is {listing_width} px wide"
+            assert listing_height > 10, f"{page}: {key}'s listing is {listing_height} px high"
+            assert listing.text, f"{page}: {key}'s listing is empty"
+        left, _, column_width, _ = column.box
+        # On the screen: html's overflow-x: hidden (furo) would hide what is not.
+        assert left >= 0, f"{page}: {key} starts left of the window"
+        assert left + column_width <= width, f"{page}: {key} ends right of the window"
+    asyncio, trio, anyio, protocol = (column.box for column in grid)
+    lefts = {round(column.box[0]) for column in grid}
+    assert len(lefts) == columns, f"{page}: {len(lefts)} columns, not {columns}"
+    if columns == 1:
+        # Stacked, in the page's order.
+        tops = [column.box[1] for column in grid]
+        assert tops == sorted(tops), page
+    elif columns == 2:
+        # asyncio's pair on the left, trio over anyio on the right.
+        assert abs(asyncio[1] - trio[1]) < 1, page
+        assert trio[0] >= asyncio[0] + asyncio[2], page
+        assert protocol[0] == asyncio[0], page
+        assert protocol[1] >= asyncio[1] + asyncio[3], page
+        assert anyio[0] == trio[0], page
+        assert anyio[1] >= trio[1] + trio[3], page
+    else:
+        # One row, in the page's order.
+        assert len({round(column.box[1]) for column in grid}) == 1, page
+        assert [column.box[0] for column in grid] == sorted(column.box[0] for column in grid)
 
 
-@pytest.mark.timeout(120)
-def test_side_by_side_pages_show_all_four_implementations_in_chromium(
-    site: Path, tmp_path: Path
-) -> None:
+def check_hanging_indents(page: str, lines: list[ListingLine]) -> int:
+    """Each line's number starts its first row; the rows it wraps onto start four
+    characters right of where its code starts, right of the numbers. Returns how many
+    lines wrapped."""
+    assert lines, f"{page}: no wrapped listing"
+    wrapped = 0
+    for line in lines:
+        where = f"{page}: line {line.number}"
+        assert line.indent == line.leading_spaces, where
+        assert abs(line.number_left) < 1, where
+        if line.blank:
+            continue
+        first, *continued = line.row_lefts
+        assert first >= line.number_right, where
+        code_starts = first + line.leading_spaces * line.char_width
+        for left in continued:
+            assert abs(left - (code_starts + 4 * line.char_width)) < 1.5, (where, line)
+        wrapped += bool(continued)
+    return wrapped
+
+
+def page_overflow(driver: Chrome) -> int:
+    """How far the page reaches past the right edge of the window, in CSS pixels."""
+    overflow: int = driver.execute_script(
+        "return document.documentElement.scrollWidth - window.innerWidth"
+    )
+    return overflow
+
+
+@pytest.fixture(scope="module")
+def browser(site: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Chrome, str]]:
+    """Chromium, and the base URL of the built site."""
     reason = missing_browser()
     if reason is not None:
         pytest.fail(reason)
-    pages = side_by_side_pages(site)
-    with serve_directory(site) as base, chromium(tmp_path / "chromium-profile") as driver:
-        for (width, height), phone in ((DESKTOP, False), (PHONE, True)):
-            set_viewport(driver, width, height, mobile=phone)
-            for page in pages:
-                driver.get(f"{base}/sidebyside/{page}.html")
-                check_listings(page, side_by_side_layout(driver), phone)
-                # Code scrolls inside its own box; the page itself never scrolls sideways.
-                overflow = driver.execute_script(
-                    "return document.documentElement.scrollWidth - window.innerWidth"
-                )
-                assert overflow <= 0, f"{page} at {width} px is {overflow} px too wide"
-                if page == SCREENSHOT_PAGE:
-                    label = "phone" if phone else "desktop"
-                    full_page_png(driver, width, SCREENSHOTS / f"{page}-{label}.png")
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with serve_directory(site) as base, chromium(profile) as driver:
+        yield driver, base
+
+
+@pytest.fixture
+def phone(browser: tuple[Chrome, str]) -> tuple[Chrome, str]:
+    """The browser with a phone's screen, and the site's base URL."""
+    driver, _ = browser
+    width, height = PHONE
+    set_viewport(driver, width, height, mobile=True)
+    return browser
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("width", "height"), DESKTOPS)
+def test_side_by_side_pages_show_every_listing_whole_on_wide_screens(
+    site: Path, browser: tuple[Chrome, str], width: int, height: int
+) -> None:
+    driver, base = browser
+    set_viewport(driver, width, height, mobile=False)
+    wrapped = 0
+    for page in side_by_side_pages(site):
+        driver.get(f"{base}/sidebyside/{page}.html")
+        for grid in side_by_side_layout(driver):
+            check_columns(page, grid, COLUMNS[width], width)
+            for column in grid:
+                for listing in column.listings:
+                    # Lines wrap: no part of a comment hides behind a scrollbar.
+                    assert listing.hidden_width <= 0, f"{page} at {width} px: {listing.text[:60]}"
+        wrapped += check_hanging_indents(page, listing_lines(driver))
+        assert page_overflow(driver) <= 0, f"{page} at {width} px is too wide"
+        if page == SCREENSHOT_PAGE:
+            full_page_png(driver, width, SCREENSHOTS / f"{page}-{width}.png")
+    if COLUMNS[width] > 1 and width < 2000:
+        # The check of the wrapped rows saw some: at this width long comments wrap.
+        assert wrapped > 0
+
+
+@pytest.mark.timeout(120)
+def test_side_by_side_pages_on_a_phone_show_one_implementation_picked_by_tabs(
+    site: Path, phone: tuple[Chrome, str]
+) -> None:
+    driver, base = phone
+    width, _ = PHONE
+    for page in side_by_side_pages(site):
+        driver.get(f"{base}/sidebyside/{page}.html")
+        # The last implementation first: the page may open on the one picked last time.
+        for key in reversed(IMPLEMENTATIONS):
+            # The last grid, below any other whose height the tap changes; the reader
+            # 150 px into it, the tab strip held under the header.
+            grid = driver.find_elements(By.CSS_SELECTOR, ".sidebyside")[-1]
+            tab = grid.find_element(By.CSS_SELECTOR, f".sidebyside-tabs button.impl-{key}")
+            driver.execute_script(
+                "const top = arguments[0].getBoundingClientRect().top + scrollY + 150;"
+                "window.scrollTo({top: top, behavior: 'instant'})",
+                grid,
+            )
+            tab.click()
+            top = driver.execute_script("return arguments[0].getBoundingClientRect().top", grid)
+            # The same step stays in front of the reader, in the picked implementation.
+            assert abs(top + 150) < 1, f"{page}: the grid moved to {top} px picking {key}"
+            assert tab.get_attribute("aria-selected") == "true"
+            for shown in side_by_side_layout(driver):
+                visible = [column for column in shown if column.listings[0].shown]
+                assert [column.classes for column in visible] == [
+                    column.classes for column in shown if f"impl-{key}" in column.classes
+                ], f"{page}: picking {key}"
+                (column,) = visible
+                assert column.label, page
+                left, _, column_width, _ = column.box
+                assert left >= 0, f"{page}: {column.box}"
+                assert left + column_width <= width, f"{page}: {column.box}"
+                assert all(listing.shown and listing.text for listing in column.listings)
+                assert all(listing.hidden_width <= 0 for listing in column.listings), page
+            check_hanging_indents(page, listing_lines(driver))
+            assert page_overflow(driver) <= 0, f"{page} at {width} px is too wide"
+            if page == SCREENSHOT_PAGE and key in (IMPLEMENTATIONS[0], "trio"):
+                full_page_png(driver, width, SCREENSHOTS / f"{page}-{width}-{key}.png")
+        tabs = driver.find_elements(By.CSS_SELECTOR, ".sidebyside-tabs button")
+        labels = [tab.text for tab in tabs[: len(IMPLEMENTATIONS)]]
+        assert labels == ["asyncio Streams", "trio", "anyio", "asyncio Protocol"], page
+
+
+@pytest.mark.timeout(120)
+def test_side_by_side_pages_without_javascript_stack_all_four(
+    site: Path, phone: tuple[Chrome, str]
+) -> None:
+    driver, base = phone
+    width, _ = PHONE
+    driver.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
+    try:
+        for page in side_by_side_pages(site):
+            driver.get(f"{base}/sidebyside/{page}.html")
+            assert driver.find_elements(By.CSS_SELECTOR, ".sidebyside-tabs") == [], page
+            for grid in side_by_side_layout(driver):
+                check_columns(page, grid, 1, width)
+            assert page_overflow(driver) <= 0, f"{page} at {width} px is too wide"
+    finally:
+        driver.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": False})
+
+
+def test_every_code_block_names_its_language() -> None:
+    """A bare fence is highlighted as Python: console tables came out coloured as code."""
+    bare = []
+    for page in sorted(DOCS.rglob("*.md")):
+        if "_build" in page.parts:
+            continue
+        fence = None
+        for number, line in enumerate(page.read_text().splitlines(), 1):
+            if fence is None and (match := re.match(r"(`{3,})(.*)", line)):
+                fence = match[1]
+                if not match[2].strip():
+                    bare.append(f"{page.relative_to(DOCS)}:{number}")
+            elif fence is not None and line.startswith(fence):
+                fence = None
+    assert bare == []
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("width", "height"), [PHONE, DESKTOPS[0]])
+def test_no_page_cuts_off_a_code_block_or_table(
+    site: Path, browser: tuple[Chrome, str], width: int, height: int
+) -> None:
+    driver, base = browser
+    set_viewport(driver, width, height, mobile=width < 1000)
+    pages = [page for page in sorted(site.rglob("*.html")) if "_repo" not in page.parts]
+    clipped = {}
+    for page in pages:
+        driver.get(f"{base}/{page.relative_to(site)}")
+        if blocks := clipped_blocks(driver):
+            clipped[str(page.relative_to(site))] = blocks
+    assert clipped == {}
+    assert len(pages) > 20

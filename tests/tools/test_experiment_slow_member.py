@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 from echochat.experiments import Settings
-from echochat.experiments.slow_member import NAIVE, run
+from echochat.experiments.slow_member import NAIVE, figure_of, panel, run
 
+FIGURES = Path(__file__).resolve().parents[2] / "docs" / "figures"
 REAL = ["asyncio", "trio", "anyio-asyncio", "anyio-trio", "asyncio-protocol"]
 
 
@@ -43,3 +44,19 @@ def test_per_client_queues_keep_healthy_members_served_while_naive_broadcasts_st
     assert saved["experiment"] == "slow-member"
     assert len(saved["rows"]) == len(servers)
     assert report.table().count("\n") > len(servers)
+
+
+def test_the_figure_gives_each_group_of_servers_its_own_panel_of_a_few_lines() -> None:
+    """Plotted from the saved full run (docs/figures): no panel holds more than four servers."""
+    saved = json.loads((FIGURES / "slow-member.json").read_text())["raw"]["servers"]
+    figure = figure_of(saved)
+    plotted: list[str] = []
+    for axes in figure.axes:
+        # Lines whose label starts with "_" are unlabelled: the never-arrived tails.
+        labels = [str(line.get_label()) for line in axes.get_lines()]
+        named = [label for label in labels if not label.startswith("_")]
+        assert len(named) <= 4, named
+        plotted += named
+    # Every server once, in the latency panels (the memory panels share their legend).
+    assert sorted(plotted) == sorted(saved)
+    assert len(figure.axes) == 2 * len({panel(label) for label in saved})

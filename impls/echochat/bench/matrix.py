@@ -13,13 +13,16 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from echochat.bench.chat import ChatResult, run_chat
 from echochat.bench.echo import CEILING_LABEL, MINIMAL, EchoResult, KiB, echo_targets, measure
 from echochat.bench.idle import IdleResult, run_idle
 from echochat.experiments.common import MAIN, machine, new_figure, progress, save_figure
 from echochat.launch import ServerUnderTest
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 NAME = "bench"
 DOCS_PAGE = Path("docs/performance.md")
@@ -318,19 +321,42 @@ def _plot_echo_metric(
 
 
 def plot_fanout(matrix: Matrix, out: Path) -> Path:
+    return save_figure(fanout_figure(matrix.chat), out, "bench-fanout")
+
+
+def fanout_figure(chat: list[ChatResult]) -> Figure:
+    """Deliveries/s per server: a line over the channel sizes, or bars when there is one
+    size (a quick run), since a line through one point shows nothing."""
     figure = new_figure("chat fan-out: deliveries/s by channel size")
     axes = figure.subplots()
-    for server in dict.fromkeys(result.server for result in matrix.chat):
-        results = [result for result in matrix.chat if result.server == server]
-        axes.plot(
-            [r.members for r in results], [r.deliveries_per_s for r in results], "o-", label=server
+    servers = list(dict.fromkeys(result.server for result in chat))
+    sizes = sorted({result.members for result in chat})
+    if len(sizes) == 1:
+        positions = range(len(servers))
+        by_server = {result.server: result.deliveries_per_s for result in chat}
+        axes.bar(
+            positions,
+            [by_server[server] for server in servers],
+            color=[f"C{index}" for index in positions],
         )
+        axes.set_xticks(positions, servers, rotation=30, ha="right")
+        axes.set_xlabel(f"server, {sizes[0]} members in the channel")
+    else:
+        for server in servers:
+            results = [result for result in chat if result.server == server]
+            axes.plot(
+                [r.members for r in results],
+                [r.deliveries_per_s for r in results],
+                "o-",
+                label=server,
+            )
+        axes.set_xticks(sizes)
+        axes.set_xlabel("members in the channel")
     axes.axhline(FANOUT_TARGET, color="grey", linestyle="--", label="target at 100 members")
-    axes.set_xlabel("members in the channel")
     axes.set_ylabel("deliveries/s")
-    axes.grid(alpha=0.3)
+    axes.grid(axis="y", alpha=0.3)
     axes.legend(fontsize="small")
-    return save_figure(figure, out, "bench-fanout")
+    return figure
 
 
 def markdown(matrix: Matrix) -> str:

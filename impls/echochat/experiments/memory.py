@@ -14,6 +14,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from echochat.experiments import Settings
 from echochat.experiments.common import (
@@ -27,6 +28,9 @@ from echochat.experiments.common import (
     save_figure,
 )
 from echochat.launch import ServerUnderTest
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 NAME = "memory"
 GiB = 1024 * MiB
@@ -58,9 +62,14 @@ class Flood:
         return statistics.linear_regression(self.times, self.growth_mib).slope
 
 
+def limits(quick: bool) -> tuple[float, int]:
+    """How long a flood may last (s), and how many bytes it may send."""
+    return (2.0, 100 * MiB) if quick else (10.0, 500 * MiB)
+
+
 def flood(server: ServerUnderTest, settings: Settings) -> Flood:
     """Send without reading until the time or byte limit, RSS_CAP, or (quick) a stall."""
-    duration, limit = (2.0, 100 * MiB) if settings.quick else (10.0, 500 * MiB)
+    duration, limit = limits(settings.quick)
     result = Flood(server.label, server.rss())
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         start = last_progress = next_sample = time.monotonic()
@@ -124,7 +133,16 @@ def run(settings: Settings) -> Report:
         ]
         for result in floods
     ]
-    plot = plot_growth(floods, settings.out)
+    raw = {
+        result.label: {
+            "baseline_rss_mib": result.baseline_rss / MiB,
+            "t_s": result.times,
+            "rss_growth_mib": result.growth_mib,
+            "sent_mib": result.sent_mib,
+        }
+        for result in floods
+    }
+    plot = plot_growth(raw, settings.quick, settings.out)
     notes = [
         "Each server was warmed up first (one connect/send/read/close), then one client sent "
         "without reading; growth is RSS over the RSS after warm-up.",
@@ -137,32 +155,44 @@ def run(settings: Settings) -> Report:
         title="A client that never reads: server memory per implementation (echo service)",
         columns=["implementation", "sent MiB", "peak RSS growth MiB", "slope MiB/s", "bounded"],
         rows=rows,
-        raw={
-            result.label: {
-                "baseline_rss_mib": result.baseline_rss / MiB,
-                "t_s": result.times,
-                "rss_growth_mib": result.growth_mib,
-                "sent_mib": result.sent_mib,
-            }
-            for result in floods
-        },
+        raw=raw,
         notes=notes,
     )
 
 
-def plot_growth(floods: list[Flood], out: Path) -> Path:
+def cap_reached(run: dict[str, Any], quick: bool) -> str | None:
+    """Which limit ended a run that had not stopped growing, from its saved figures."""
+    _, send_limit = limits(quick)
+    if run["sent_mib"][-1] >= send_limit / MiB:
+        return f"stopped at the {send_limit // MiB} MiB send cap"
+    if run["baseline_rss_mib"] + run["rss_growth_mib"][-1] >= RSS_CAP / MiB:
+        return f"stopped at the {RSS_CAP // MiB} MiB RSS cap"
+    return None
+
+
+def growth_figure(runs: dict[str, dict[str, Any]], quick: bool) -> Figure:
+    """RSS growth over time per server, from the figures ``run`` saves in the JSON."""
     from matplotlib.ticker import ScalarFormatter  # noqa: PLC0415  (optional extra, as in common)
 
-    figure = new_figure("Server RSS while a client sends and never reads")
+    figure = new_figure("Server RSS while a client sends and never reads", width=9.5)
     axes = figure.subplots()
     # One colour per implementation, dashed on uvloop, so each pairs with its twin.
     colours: dict[str, str] = {}
-    for result in floods:
-        impl, _, loop = result.label.partition("+")
+    for label, run in runs.items():
+        impl, _, loop = label.partition("+")
         colour = colours.setdefault(impl, f"C{len(colours)}")
+        cap = cap_reached(run, quick)
+        times, growth = run["t_s"], run["rss_growth_mib"]
         axes.plot(
-            result.times, result.growth_mib, "--" if loop else "-", color=colour, label=result.label
+            times,
+            growth,
+            "--" if loop else "-",
+            color=colour,
+            label=label if cap is None else f"{label}: {cap} (x)",
         )
+        if cap is not None:
+            # The line ends because the experiment stopped it, not because growth did.
+            axes.plot(times[-1:], growth[-1:], "x", color=colour, markersize=9, mew=2)
     # symlog: linear near zero, where the bounded servers sit within a few
     # MiB, and logarithmic above, where asyncio-nodrain climbs by hundreds.
     axes.set_yscale("symlog", linthresh=1.0)
@@ -170,5 +200,10 @@ def plot_growth(floods: list[Flood], out: Path) -> Path:
     axes.set_xlabel("seconds since the client connected")
     axes.set_ylabel("RSS growth over baseline (MiB)")
     axes.grid(True, which="both", alpha=0.3)
-    axes.legend(fontsize="small", loc="center right")
-    return save_figure(figure, out, NAME)
+    # Beside the axes: inside, the legend would cover the flat lines of the bounded servers.
+    axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return figure
+
+
+def plot_growth(runs: dict[str, dict[str, Any]], quick: bool, out: Path) -> Path:
+    return save_figure(growth_figure(runs, quick), out, NAME)

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from echochat.core.limits import DEFAULT_SENDQ
 from echochat.experiments import Settings
@@ -39,6 +39,9 @@ from echochat.experiments.common import (
     save_figure,
 )
 from echochat.launch import ServerUnderTest
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 NAME = "slow-member"
 CHANNEL = "#slow"
@@ -377,41 +380,81 @@ def style(label: str) -> dict[str, Any]:
     return {"color": COLOURS[impl], "linewidth": 1.0, "linestyle": linestyle}
 
 
-def plot(outcomes: list[Outcome], settings: Settings) -> Path:
+# The figure's panels, left to right: a few servers each, so every line can be told apart.
+PANELS = (
+    "echochat",
+    "teaching variants",
+    "on uvloop",
+    f"--sendq {SMALL_SENDQ}",
+    "naive broadcasts",
+)
+
+
+def panel(label: str) -> str:
+    if label in NAIVE:
+        return "naive broadcasts"
+    if "--sendq" in label:
+        return f"--sendq {SMALL_SENDQ}"
+    if "+uvloop" in label:
+        return "on uvloop"
+    if label in {impl for impl, _ in VARIANTS}:
+        return "teaching variants"
+    return "echochat"
+
+
+def figure_of(servers: dict[str, dict[str, Any]]) -> Figure:
+    """The latency and memory of each server, from ``raw``'s figures (as saved in the JSON):
+    one column of panels per group of servers, the latency over the memory."""
+    groups = {name: [label for label in servers if panel(label) == name] for name in PANELS}
+    groups = {name: labels for name, labels in groups.items() if labels}
     figure = new_figure(
         f"slow-member: {HEALTHY} members read, 1 never reads, {RATE} msgs/s into one channel",
-        width=11.0,
-        height=7.0,
+        width=2.0 + 3.0 * len(groups),
+        height=6.5,
     )
-    latency_axes, rss_axes = figure.subplots(
-        2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    axes_grid = figure.subplots(
+        2,
+        len(groups),
+        sharex=True,
+        sharey="row",
+        squeeze=False,
+        gridspec_kw={"height_ratios": [3, 1]},
     )
-    for outcome in outcomes:
-        looks = style(outcome.label)
-        series = outcome.series()
-        latency_axes.plot(
-            [t for t, _, censored in series if not censored],
-            [w for _, w, censored in series if not censored],
-            label=outcome.label,
-            **looks,
-        )
-        never = [(t, w) for t, w, censored in series if censored]
-        if never:
+    for (name, labels), latency_axes, rss_axes in zip(
+        groups.items(), axes_grid[0], axes_grid[1], strict=True
+    ):
+        latency_axes.set_title(name, fontsize="medium")
+        for label in labels:
+            looks = style(label)
+            series = servers[label]["worst_latency_ms"]
             latency_axes.plot(
-                [t for t, _ in never], [w for _, w in never], **{**looks, "linestyle": ":"}
+                [t for t, _, censored in series if not censored],
+                [w for _, w, censored in series if not censored],
+                label=label,
+                **looks,
             )
-        rss_axes.plot([t for t, _ in outcome.rss], [g for _, g in outcome.rss], **looks)
-    latency_axes.set_yscale("log")
-    latency_axes.set_ylabel(
+            never = [(t, w) for t, w, censored in series if censored]
+            if never:
+                latency_axes.plot(
+                    [t for t, _ in never], [w for _, w in never], **{**looks, "linestyle": ":"}
+                )
+            rss = servers[label]["rss_growth_mib"]
+            rss_axes.plot([t for t, _ in rss], [g for _, g in rss], **looks)
+        latency_axes.set_yscale("log")
+        latency_axes.grid(True, which="both", alpha=0.3)
+        latency_axes.legend(fontsize="x-small", loc="best")
+        rss_axes.grid(True, alpha=0.3)
+        rss_axes.set_xlabel("message posted at (s)")
+    axes_grid[0][0].set_ylabel(
         f"worst member's latency per {BUCKET * 1000:.0f} ms (ms, log)\n"
         "dotted: never arrived (age at end)"
     )
-    latency_axes.grid(True, which="both", alpha=0.3)
-    latency_axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    rss_axes.set_ylabel("server RSS\ngrowth (MiB)")
-    rss_axes.set_xlabel("time the message was posted (s)")
-    rss_axes.grid(True, alpha=0.3)
-    return save_figure(figure, settings.out, NAME)
+    axes_grid[1][0].set_ylabel("server RSS\ngrowth (MiB)")
+    return figure
+
+
+def plot(servers: dict[str, dict[str, Any]], out: Path) -> Path:
+    return save_figure(figure_of(servers), out, NAME)
 
 
 def run(settings: Settings) -> Report:
@@ -424,8 +467,8 @@ def run(settings: Settings) -> Report:
         "loopback MSS": kernel_absorbs(None),
         f"MSS {STALLED_MSS}": kernel_absorbs(STALLED_MSS),
     }
-    path = plot(outcomes, settings)
     figures = {outcome.label: raw(outcome) for outcome in outcomes}
+    path = plot(figures, settings.out)
     return Report(
         name=NAME,
         title=(
