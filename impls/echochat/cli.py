@@ -238,6 +238,23 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--duration", type=_positive_seconds, default=3.0, help="echo: seconds per run"
     )
+    bench.add_argument(
+        "--client",
+        choices=["auto", "c", "python"],
+        default="auto",
+        help="echo load generator: c (epoll_client.c, compiled with gcc; auto uses it when gcc "
+        "is there) or python (echo.py, the one to read; at 95-99 %% of a core it limits the "
+        "fastest servers)",
+    )
+    bench.add_argument(
+        "--contract-filter",
+        metavar="EXPR",
+        default=None,
+        help="compare: run only the contract tests pytest's -k EXPR selects (a quick check)",
+    )
+    bench.add_argument(
+        "--contract-only", action="store_true", help="compare: the contract suite, no matrix"
+    )
     bench.add_argument("--members", type=_positive, default=100, help="chat: channel members")
     bench.add_argument("--clients", type=_positive, default=1000, help="idle: clients")
     bench.add_argument(
@@ -320,18 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "experiment":
         return run_experiments(args.name, Settings(quick=args.quick, out=args.out))
     if args.command == "bench":
-        check_loop(parser, args.impl, args.loop)
-        if args.kind == "idle":
-            check_open_files(parser, "--clients", args.clients, args.clients + 64)
-        from echochat.bench.command import run_bench  # noqa: PLC0415  (optional extras)
-
-        try:
-            return run_bench(args)
-        except (OSError, RuntimeError) as error:
-            # A server that did not start or a load that could not run: say
-            # what happened in the server's own words, without a traceback.
-            print(f"echochat bench: {error}", file=sys.stderr)
-            return 1
+        return bench(parser, args)
     if args.command != "serve":
         parser.print_help(sys.stderr)
         return 2
@@ -392,6 +398,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     log.info("stopped")
     return 0
+
+
+def bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """`echochat bench`: options checked, then the load; a failure in one line, no traceback."""
+    check_loop(parser, args.impl, args.loop)
+    if args.kind == "idle":
+        check_open_files(parser, "--clients", args.clients, args.clients + 64)
+    from echochat.bench.command import run_bench  # noqa: PLC0415  (optional extras)
+
+    try:
+        return run_bench(args)
+    except (OSError, RuntimeError) as error:
+        # A server that did not start or a load that could not run: say
+        # what happened in the server's own words, without a traceback.
+        print(f"echochat bench: {error}", file=sys.stderr)
+        return 1
 
 
 def check_loop(parser: argparse.ArgumentParser, impl: str, loop: str) -> None:

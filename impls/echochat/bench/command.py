@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from echochat.bench.matrix import (
     summarise_contract,
     update_docs_page,
 )
+from echochat.bench.native import ClientChoice, load_generator
 from echochat.launch import ServerUnderTest
 from echochat.registry import CONTRACT_CONFIGURATIONS
 
@@ -32,18 +34,25 @@ DOCS_FIGURES = Path("docs/figures")
 
 def run_bench(args: argparse.Namespace) -> int:
     if args.kind == "compare":
-        outcomes = run_contract_suite(Path.cwd())
+        out = args.out or COMPARE_OUT
+        log = out / "contract.log"
+        outcomes = run_contract_suite(Path.cwd(), log, args.contract_filter)
         print(summarise_contract(outcomes, list(CONTRACT_CONFIGURATIONS)), flush=True)
-        return report_matrix(quick=True, out=args.out or COMPARE_OUT, docs=False)
+        print(f"pytest's output, with any failure's details: {log}", flush=True)
+        if args.contract_only:
+            return 0
+        return report_matrix(quick=True, out=out, docs=False, client=args.client)
     if args.kind == "matrix":
         out = args.out or (DOCS_FIGURES if args.docs else MATRIX_OUT)
-        return report_matrix(quick=args.quick, out=out, docs=args.docs)
+        return report_matrix(quick=args.quick, out=out, docs=args.docs, client=args.client)
     if args.kind == "echo":
         starts = [
             lambda: start_echochat(args.impl, args.loop),
             lambda: start_minimal(MINIMAL[args.impl], args.loop),
         ]
-        results = measure(starts, [args.size], args.concurrency, args.duration)
+        client, note = load_generator(args.client)
+        print(note, file=sys.stderr)
+        results = measure(starts, [args.size], args.concurrency, args.duration, client=client)
         print(json.dumps([asdict(result) for result in results], indent=2))
         return 0
     with ServerUnderTest.echochat(args.impl, "chat", loop=args.loop) as server:
@@ -56,8 +65,8 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def report_matrix(quick: bool, out: Path, docs: bool) -> int:
-    matrix = run_matrix(QUICK if quick else FULL)
+def report_matrix(quick: bool, out: Path, docs: bool, client: ClientChoice) -> int:
+    matrix = run_matrix(QUICK if quick else FULL, client)
     print_tables(matrix)
     paths = save(matrix, out)
     if docs:
