@@ -204,6 +204,17 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help="directory for the JSON and PNG files"
     )
+    demo = commands.add_parser(
+        "demo",
+        help="watch every implementation with a fast and a stalled reader (make demo)",
+        description=(
+            "Start every implementation's chat server, flood a channel on each, and show live "
+            "each server's memory and what it holds for a member that never reads, until the "
+            "SendQ drops it (or, without drain(), never); then one verdict per implementation."
+        ),
+        formatter_class=_DefaultsFormatter,
+    )
+    demo.add_argument("--seconds", type=_positive_seconds, default=20.0, help="how long to flood")
     bench = commands.add_parser(
         "bench",
         help="benchmark the implementations side by side (make compare, make bench)",
@@ -336,6 +347,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "experiment":
         return run_experiments(args.name, Settings(quick=args.quick, out=args.out))
+    if args.command == "demo":
+        from echochat.demo import run_demo  # noqa: PLC0415  (optional extras)
+
+        run_demo(args.seconds)
+        return 0
     if args.command == "bench":
         return bench(parser, args)
     if args.command != "serve":
