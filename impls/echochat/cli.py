@@ -227,9 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "kind",
-        choices=["compare", "matrix", "echo", "chat", "idle"],
+        choices=["compare", "matrix", "echo", "chat", "idle", "echo-cpu"],
         help="compare: contract suite + quick matrix; matrix: every implementation and load; "
-        "echo/chat/idle: one load against one implementation",
+        "echo/chat/idle: one load against one implementation; echo-cpu: asyncio's echo beside "
+        "its minimal server, warmed or cold, with glibc's default mmap threshold or a fixed one",
     )
     bench.add_argument(
         "--impl",
@@ -244,10 +245,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="echo/chat/idle: the event loop, for the implementations that run on asyncio",
     )
     bench.add_argument("--quick", action="store_true", help="matrix: the short plan")
-    bench.add_argument("--size", type=_positive, default=1024, help="echo: message bytes")
+    bench.add_argument(
+        "--size",
+        type=_positive,
+        default=None,
+        help="echo: message bytes (default 1024); echo-cpu: the same (default 102400)",
+    )
+    bench.add_argument("--rounds", type=_positive, default=5, help="echo-cpu: interleaved rounds")
+    bench.add_argument(
+        "--strace",
+        action="store_true",
+        help="echo-cpu: also count the servers' memory system calls per message (strace -c)",
+    )
     bench.add_argument("--concurrency", type=_positive, default=10, help="echo: connections")
     bench.add_argument(
-        "--duration", type=_positive_seconds, default=3.0, help="echo: seconds per run"
+        "--duration", type=_positive_seconds, default=3.0, help="echo, echo-cpu: seconds per run"
     )
     bench.add_argument(
         "--client",

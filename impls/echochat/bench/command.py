@@ -11,6 +11,7 @@ from pathlib import Path
 from echochat.bench.chat import run_chat
 from echochat.bench.contract import run_contract_suite
 from echochat.bench.echo import MINIMAL, measure, start_echochat, start_minimal
+from echochat.bench.echo_cpu import ECHO_CPU_SIZE, report, run_echo_cpu
 from echochat.bench.idle import run_idle
 from echochat.bench.matrix import (
     DOCS_PAGE,
@@ -26,6 +27,7 @@ from echochat.bench.native import ClientChoice, load_generator
 from echochat.launch import ServerUnderTest
 from echochat.registry import CONTRACT_CONFIGURATIONS
 
+DEFAULT_ECHO_SIZE = 1024
 COMPARE_OUT = Path("build/compare")
 MATRIX_OUT = Path("build/bench")
 # Only `bench matrix --docs` (make bench) writes the figures the docs show.
@@ -45,6 +47,15 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.kind == "matrix":
         out = args.out or (DOCS_FIGURES if args.docs else MATRIX_OUT)
         return report_matrix(quick=args.quick, out=out, docs=args.docs, client=args.client)
+    if args.kind == "echo-cpu":
+        client, note = load_generator(args.client)
+        print(note, file=sys.stderr)
+        size = args.size or ECHO_CPU_SIZE
+        cells = run_echo_cpu(
+            client, size=size, rounds=args.rounds, duration=args.duration, trace=args.strace
+        )
+        print(report(cells, size))
+        return 0
     if args.kind == "echo":
         starts = [
             lambda: start_echochat(args.impl, args.loop),
@@ -52,7 +63,8 @@ def run_bench(args: argparse.Namespace) -> int:
         ]
         client, note = load_generator(args.client)
         print(note, file=sys.stderr)
-        results = measure(starts, [args.size], args.concurrency, args.duration, client=client)
+        size = args.size or DEFAULT_ECHO_SIZE
+        results = measure(starts, [size], args.concurrency, args.duration, client=client)
         print(json.dumps([asdict(result) for result in results], indent=2))
         return 0
     with ServerUnderTest.echochat(args.impl, "chat", loop=args.loop) as server:
