@@ -385,8 +385,8 @@ def describe(result: EchoResult) -> str:
     """One run in one line, as the progress output shows it."""
     return (
         f"{result.label} {result.size // KiB} KiB: {result.msgs_per_s:,.0f} msgs/s, "
-        f"p99 {result.p99_ms:.2f} ms, {result.client} client at {result.client_cpu_share:.0%} "
-        "of a core"
+        f"p99 {result.p99_ms:.2f} ms, server {result.server_cpu_s_per_msg * 1e6:.0f} µs CPU/msg, "
+        f"{result.client} client at {result.client_cpu_share:.0%} of a core"
     )
 
 
