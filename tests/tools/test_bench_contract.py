@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -9,37 +10,46 @@ import time
 from pathlib import Path
 from typing import Any
 
-from echochat.bench.contract import ContractTally, implementation_of
+from echochat.bench.contract import ContractTally
 from echochat.registry import CONTRACT_CONFIGURATIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# What the plugin writes: each collected test's implementation (None: a test
+# without one), then each finished test.
+# What the plugin writes: each collected test's id and implementation (None:
+# a test without one), then each finished test.
 EVENTS: list[dict[str, Any]] = [
     {
         "collected": [
-            "t.py::test_names[asyncio]",
-            "t.py::test_names[anyio-asyncio]",
-            "t.py::test_signal[SIGINT-anyio-trio]",
-            "t.py::test_signal[SIGTERM-asyncio+uvloop]",
-            "t.py::test_core_only",
-            "t.py::test_trap[asyncio-backend]",
+            ["t.py::test_names[asyncio]", "asyncio"],
+            ["t.py::test_names[anyio-asyncio]", "anyio-asyncio"],
+            ["t.py::test_signal[anyio-trio-SIGINT]", "anyio-trio"],
+            ["t.py::test_x[SIGTERM-asyncio+uvloop]", "asyncio+uvloop"],
+            ["t.py::test_core_only", None],
         ]
     },
-    {"test": "t.py::test_names[asyncio]", "outcome": "passed"},
-    {"test": "t.py::test_names[anyio-asyncio]", "outcome": "failed"},
-    {"test": "t.py::test_signal[SIGINT-anyio-trio]", "outcome": "passed"},
-    {"test": "t.py::test_signal[SIGTERM-asyncio+uvloop]", "outcome": "skipped"},
-    {"test": "t.py::test_core_only", "outcome": "passed"},
+    {"test": "t.py::test_names[asyncio]", "impl": "asyncio", "outcome": "passed", "seconds": 1},
+    {
+        "test": "t.py::test_names[anyio-asyncio]",
+        "impl": "anyio-asyncio",
+        "outcome": "failed",
+        "seconds": 2,
+    },
+    {
+        "test": "t.py::test_signal[anyio-trio-SIGINT]",
+        "impl": "anyio-trio",
+        "outcome": "passed",
+        "seconds": 3,
+    },
+    {
+        "test": "t.py::test_x[SIGTERM-asyncio+uvloop]",
+        "impl": "asyncio+uvloop",
+        "outcome": "skipped",
+        "seconds": 4,
+    },
+    {"test": "t.py::test_core_only", "impl": None, "outcome": "passed", "seconds": 5},
 ]
-
-
-def test_ids_name_their_implementation() -> None:
-    assert implementation_of("t[asyncio]") == "asyncio"
-    assert implementation_of("t[anyio-asyncio]") == "anyio-asyncio"  # not plain asyncio
-    assert implementation_of("t[SIGINT-anyio-trio]") == "anyio-trio"
-    assert implementation_of("t[asyncio+uvloop]") == "asyncio+uvloop"
-    assert implementation_of("t[asyncio-backend]") is None
-    assert implementation_of("t") is None
 
 
 def test_outcomes_are_counted_per_implementation() -> None:
@@ -62,19 +72,36 @@ def test_outcomes_are_counted_per_implementation() -> None:
     assert tally.status("asyncio+uvloop") == "0 passed, 0 failed, 1 skipped"
 
 
+def test_the_time_left_counts_each_test_by_its_last_time() -> None:
+    """The soak tests at the end take seconds each: counted as one test apiece, the
+    estimate said '10 s left' for the last 100 s of a run."""
+    tally = ContractTally({"t.py::test_names[asyncio]": 1.0, "t.py::test_slow[asyncio]": 9.0})
+    tally.add(
+        {
+            "collected": [
+                ["t.py::test_names[asyncio]", "asyncio"],
+                ["t.py::test_slow[asyncio]", "asyncio"],
+                ["t.py::test_new[asyncio]", "asyncio"],  # not in the history: the median
+            ]
+        }
+    )
+    assert tally.work == {"asyncio": 1.0 + 9.0 + 5.0}
+    assert ContractTally().expected("t.py::test_anything") == 1.0
+
+
 def test_compare_shows_progress_within_10_s_and_counts_each_implementation(
     tmp_path: Path,
 ) -> None:
-    """`bench compare` on two contract tests per implementation, read line by line as it runs.
+    """`bench compare` on three contract tests per implementation, read line by line as it runs.
 
-    The whole suite runs for minutes; its first line must come at once, and
-    each finished test must show before the end.
+    The whole suite runs for minutes: its first line must come at once, and
+    the count of tests as soon as pytest has collected them.
     """
     command = [sys.executable, "-m", "echochat", "bench", "compare", "--contract-only"]
-    command += [
-        "--contract-filter",
-        "test_many_small_messages_in_order or test_registration_nick_then_user",
-    ]
+    # One test of each shape of id: the implementation last, and first ([asyncio-one-signal]).
+    tests = "test_many_small_messages_in_order or test_registration_nick_then_user"
+    tests += " or (test_signal_while_a_client_is_not_reading and one-signal)"
+    command += ["--contract-filter", tests]
     command += ["--out", str(tmp_path)]
     started = time.monotonic()
     lines: list[tuple[float, str]] = []
@@ -91,7 +118,10 @@ def test_compare_shows_progress_within_10_s_and_counts_each_implementation(
     assert first_at < 10, output
     collected_at = next(at for at, line in lines if line.startswith("collected "))
     assert collected_at < 10, output
-    # The summary: each configuration with its two tests passed.
+    # The summary: each configuration with its three tests passed.
     for impl in CONTRACT_CONFIGURATIONS:
-        assert re.search(rf"^  {re.escape(impl)} +2 passed, 0 failed$", output, re.M), output
+        assert re.search(rf"^  {re.escape(impl)} +3 passed, 0 failed$", output, re.M), output
     assert (tmp_path / "contract.log").read_text().count("passed") == 1
+    times = json.loads((tmp_path / "contract-seconds.json").read_text())
+    assert len(times) == 3 * len(CONTRACT_CONFIGURATIONS)
+    assert all(seconds > 0 for seconds in times.values())

@@ -37,10 +37,9 @@ DOCS_FIGURES = Path("docs/figures")
 def run_bench(args: argparse.Namespace) -> int:
     if args.kind == "compare":
         out = args.out or COMPARE_OUT
-        log = out / "contract.log"
-        outcomes = run_contract_suite(Path.cwd(), log, args.contract_filter)
+        outcomes = run_contract_suite(Path.cwd(), out, args.contract_filter)
         print(summarise_contract(outcomes, list(CONTRACT_CONFIGURATIONS)), flush=True)
-        print(f"pytest's output, with any failure's details: {log}", flush=True)
+        print(f"pytest's output, with any failure's details: {out / 'contract.log'}", flush=True)
         if args.contract_only:
             return 0
         return report_matrix(quick=True, out=out, docs=False, client=args.client)

@@ -272,7 +272,7 @@ def print_tables(matrix: Matrix) -> None:
     from rich.table import Table  # noqa: PLC0415
 
     # Wide enough for every column even when the output is not a terminal.
-    console = Console(width=max(Console().width, 130))
+    console = Console(width=max(Console().width, 160))
     echo = Table(
         title="echo: echochat beside its framework's minimal server "
         "(median msgs/s, and its slowest-fastest round)"

@@ -135,6 +135,10 @@ class PhaseProgress:
             self.console.print(self.summary(), highlight=False)
             self._last_line = time.monotonic()
 
+    def until_next_line(self) -> float:
+        """Seconds until ``tick`` will print, so that a caller waiting for work can wake then."""
+        return max(0.1, self._last_line + self.interval - time.monotonic())
+
     def summary(self) -> str:
         statuses = "; ".join(
             f"{name} {part.status}" for name, part in self.parts.items() if part.status
