@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 IMPL ?= asyncio
 PORT ?= 6667
 
-.PHONY: run test compare bench lint typecheck imports pytest experiments clean
+.PHONY: run test compare demo bench lint typecheck imports pytest experiments clean
 
 $(BIN)/echochat: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "echochat needs Python >= 3.11; set PYTHON=python3.11")'
@@ -56,6 +56,11 @@ docs: $(BIN)/echochat
 # benchmark matrix (under 5 minutes on 2 cores); figures go to build/compare.
 compare: $(BIN)/echochat
 	$(BIN)/echochat bench compare
+
+# Every implementation at once, a fast and a stalled reader on each: a live table of
+# memory and SendQ for about 20 s, then a verdict per implementation.
+demo: $(BIN)/echochat
+	$(BIN)/echochat demo
 
 # The full matrix; rewrites docs/figures/bench* and the table in docs/performance.md.
 bench: $(BIN)/echochat

@@ -204,6 +204,17 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help="directory for the JSON and PNG files"
     )
+    demo = commands.add_parser(
+        "demo",
+        help="watch every implementation with a fast and a stalled reader (make demo)",
+        description=(
+            "Start every implementation's chat server, flood a channel on each, and show live "
+            "each server's memory and what it holds for a member that never reads, until the "
+            "SendQ drops it (or, without drain(), never); then one verdict per implementation."
+        ),
+        formatter_class=_DefaultsFormatter,
+    )
+    demo.add_argument("--seconds", type=_positive_seconds, default=20.0, help="how long to flood")
     bench = commands.add_parser(
         "bench",
         help="benchmark the implementations side by side (make compare, make bench)",
@@ -216,9 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "kind",
-        choices=["compare", "matrix", "echo", "chat", "idle"],
+        choices=["compare", "matrix", "echo", "chat", "idle", "echo-cpu"],
         help="compare: contract suite + quick matrix; matrix: every implementation and load; "
-        "echo/chat/idle: one load against one implementation",
+        "echo/chat/idle: one load against one implementation; echo-cpu: asyncio's echo beside "
+        "its minimal server, warmed or cold, with glibc's default mmap threshold or a fixed one",
     )
     bench.add_argument(
         "--impl",
@@ -233,10 +245,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="echo/chat/idle: the event loop, for the implementations that run on asyncio",
     )
     bench.add_argument("--quick", action="store_true", help="matrix: the short plan")
-    bench.add_argument("--size", type=_positive, default=1024, help="echo: message bytes")
+    bench.add_argument(
+        "--size",
+        type=_positive,
+        default=None,
+        help="echo: message bytes (default 1024); echo-cpu: the same (default 102400)",
+    )
+    bench.add_argument("--rounds", type=_positive, default=5, help="echo-cpu: interleaved rounds")
+    bench.add_argument(
+        "--strace",
+        action="store_true",
+        help="echo-cpu: also count the servers' memory system calls per message (strace -c)",
+    )
     bench.add_argument("--concurrency", type=_positive, default=10, help="echo: connections")
     bench.add_argument(
-        "--duration", type=_positive_seconds, default=3.0, help="echo: seconds per run"
+        "--duration", type=_positive_seconds, default=3.0, help="echo, echo-cpu: seconds per run"
+    )
+    bench.add_argument(
+        "--client",
+        choices=["auto", "c", "python"],
+        default="auto",
+        help="echo load generator: c (epoll_client.c, compiled with gcc; auto uses it when gcc "
+        "is there) or python (echo.py, the one to read; at 95-99 %% of a core it limits the "
+        "fastest servers)",
+    )
+    bench.add_argument(
+        "--contract-filter",
+        metavar="EXPR",
+        default=None,
+        help="compare: run only the contract tests pytest's -k EXPR selects (a quick check)",
+    )
+    bench.add_argument(
+        "--contract-only", action="store_true", help="compare: the contract suite, no matrix"
     )
     bench.add_argument("--members", type=_positive, default=100, help="chat: channel members")
     bench.add_argument("--clients", type=_positive, default=1000, help="idle: clients")
@@ -319,19 +359,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "experiment":
         return run_experiments(args.name, Settings(quick=args.quick, out=args.out))
-    if args.command == "bench":
-        check_loop(parser, args.impl, args.loop)
-        if args.kind == "idle":
-            check_open_files(parser, "--clients", args.clients, args.clients + 64)
-        from echochat.bench.command import run_bench  # noqa: PLC0415  (optional extras)
+    if args.command == "demo":
+        from echochat.demo import run_demo  # noqa: PLC0415  (optional extras)
 
-        try:
-            return run_bench(args)
-        except (OSError, RuntimeError) as error:
-            # A server that did not start or a load that could not run: say
-            # what happened in the server's own words, without a traceback.
-            print(f"echochat bench: {error}", file=sys.stderr)
-            return 1
+        run_demo(args.seconds)
+        return 0
+    if args.command == "bench":
+        return bench(parser, args)
     if args.command != "serve":
         parser.print_help(sys.stderr)
         return 2
@@ -392,6 +426,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     log.info("stopped")
     return 0
+
+
+def bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """`echochat bench`: options checked, then the load; a failure in one line, no traceback."""
+    check_loop(parser, args.impl, args.loop)
+    if args.kind == "idle":
+        check_open_files(parser, "--clients", args.clients, args.clients + 64)
+    from echochat.bench.command import run_bench  # noqa: PLC0415  (optional extras)
+
+    try:
+        return run_bench(args)
+    except (OSError, RuntimeError) as error:
+        # A server that did not start or a load that could not run: say
+        # what happened in the server's own words, without a traceback.
+        print(f"echochat bench: {error}", file=sys.stderr)
+        return 1
 
 
 def check_loop(parser: argparse.ArgumentParser, impl: str, loop: str) -> None:

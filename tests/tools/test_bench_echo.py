@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from echochat.bench.cserver import build_epoll_echo
+from echochat.bench.cserver import build_epoll_client, build_epoll_echo
 from echochat.bench.echo import (
     MINIMAL,
     EchoError,
+    EchoResult,
     echo_targets,
     measure,
     run_echo,
@@ -25,13 +26,26 @@ from echochat.bench.echo import (
     start_echochat,
     start_minimal,
 )
+from echochat.bench.native import load_generator, run_native
 from echochat.experiments.common import MAIN, ON_UVLOOP, VARIANTS
 from echochat.launch import ServerUnderTest
 from echochat.registry import BY_NAME
 
 KiB = 1024
 BUILD = build_epoll_echo()
+CLIENT_BUILD = build_epoll_client()
 needs_gcc = pytest.mark.skipif(BUILD.binary is None, reason=f"no C server: {BUILD.reason}")
+needs_c_client = pytest.mark.skipif(
+    CLIENT_BUILD.binary is None, reason=f"no C client: {CLIENT_BUILD.reason}"
+)
+
+
+def c_client(server: ServerUnderTest, size: int, concurrency: int, duration: float) -> EchoResult:
+    assert CLIENT_BUILD.binary is not None
+    return run_native(CLIENT_BUILD.binary, server, size, concurrency, duration)
+
+
+CLIENTS = {"python": run_echo, "C": c_client}
 
 MINIMAL_COMMANDS = {
     "asyncio_streams": [],
@@ -82,7 +96,8 @@ def test_reference_server_echoes_and_exits_0_on_sigterm(name: str) -> None:
     assert stderr == ""
 
 
-def test_runs_check_every_echo_and_give_sane_figures() -> None:
+@pytest.mark.parametrize("client", ["python", pytest.param("C", marks=needs_c_client)])
+def test_runs_check_every_echo_and_give_sane_figures(client: str) -> None:
     starts = [
         lambda: start_echochat("trio"),
         lambda: start_minimal(MINIMAL["trio"]),
@@ -92,13 +107,14 @@ def test_runs_check_every_echo_and_give_sane_figures() -> None:
         starts.append(lambda: start_ceiling(binary))
     sizes = [1 * KiB, 100 * KiB]
     cores = os.cpu_count() or 1
-    results = measure(starts, sizes, concurrency=4, duration=0.5)
+    results = measure(starts, sizes, concurrency=4, duration=0.5, client=CLIENTS[client])
 
     labels = ["trio", "minimal trio"] + (["C epoll"] if BUILD.binary is not None else [])
     assert sorted((r.label, r.size) for r in results) == sorted(
         (label, size) for label in labels for size in sizes
     )
     for result in results:
+        assert result.client == client
         assert result.concurrency == 4
         assert 0.5 <= result.seconds < 0.75
         assert result.messages > 0
@@ -134,12 +150,13 @@ signal.pause()  # Exit only on SIGTERM: ending at EOF would race stop()'s signal
 """
 
 
-def test_a_changed_byte_fails_the_run() -> None:
+@pytest.mark.parametrize("client", ["python", pytest.param("C", marks=needs_c_client)])
+def test_a_changed_byte_fails_the_run(client: str) -> None:
     with (
         ServerUnderTest("corrupting", [sys.executable, "-c", CORRUPTING_SERVER]) as server,
         pytest.raises(EchoError, match="different bytes"),
     ):
-        run_echo(server, 1 * KiB, concurrency=1, duration=0.5)
+        CLIENTS[client](server, 1 * KiB, 1, 0.5)
 
 
 def test_every_implementation_is_paired_with_its_framework() -> None:
@@ -160,3 +177,15 @@ def test_without_gcc_the_ceiling_is_skipped_with_a_reason(
     build = build_epoll_echo(tmp_path)
     assert build.binary is None
     assert "gcc" in build.reason
+
+
+def test_without_gcc_the_python_client_measures_and_says_why(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    client, note = load_generator("auto")
+    assert client is run_echo
+    assert note.startswith("load generator: Python (echo.py); the C one could not be built")
+    assert "no gcc on PATH" in note
+    with pytest.raises(RuntimeError, match="no gcc on PATH"):
+        load_generator("c")

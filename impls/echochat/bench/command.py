@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
 from echochat.bench.chat import run_chat
 from echochat.bench.contract import run_contract_suite
 from echochat.bench.echo import MINIMAL, measure, start_echochat, start_minimal
+from echochat.bench.echo_cpu import ECHO_CPU_SIZE, report, run_echo_cpu
 from echochat.bench.idle import run_idle
 from echochat.bench.matrix import (
     DOCS_PAGE,
@@ -21,9 +23,11 @@ from echochat.bench.matrix import (
     summarise_contract,
     update_docs_page,
 )
+from echochat.bench.native import ClientChoice, load_generator
 from echochat.launch import ServerUnderTest
 from echochat.registry import CONTRACT_CONFIGURATIONS
 
+DEFAULT_ECHO_SIZE = 1024
 COMPARE_OUT = Path("build/compare")
 MATRIX_OUT = Path("build/bench")
 # Only `bench matrix --docs` (make bench) writes the figures the docs show.
@@ -32,18 +36,34 @@ DOCS_FIGURES = Path("docs/figures")
 
 def run_bench(args: argparse.Namespace) -> int:
     if args.kind == "compare":
-        outcomes = run_contract_suite(Path.cwd())
+        out = args.out or COMPARE_OUT
+        outcomes = run_contract_suite(Path.cwd(), out, args.contract_filter)
         print(summarise_contract(outcomes, list(CONTRACT_CONFIGURATIONS)), flush=True)
-        return report_matrix(quick=True, out=args.out or COMPARE_OUT, docs=False)
+        print(f"pytest's output, with any failure's details: {out / 'contract.log'}", flush=True)
+        if args.contract_only:
+            return 0
+        return report_matrix(quick=True, out=out, docs=False, client=args.client)
     if args.kind == "matrix":
         out = args.out or (DOCS_FIGURES if args.docs else MATRIX_OUT)
-        return report_matrix(quick=args.quick, out=out, docs=args.docs)
+        return report_matrix(quick=args.quick, out=out, docs=args.docs, client=args.client)
+    if args.kind == "echo-cpu":
+        client, note = load_generator(args.client)
+        print(note, file=sys.stderr)
+        size = args.size or ECHO_CPU_SIZE
+        cells = run_echo_cpu(
+            client, size=size, rounds=args.rounds, duration=args.duration, trace=args.strace
+        )
+        print(report(cells, size))
+        return 0
     if args.kind == "echo":
         starts = [
             lambda: start_echochat(args.impl, args.loop),
             lambda: start_minimal(MINIMAL[args.impl], args.loop),
         ]
-        results = measure(starts, [args.size], args.concurrency, args.duration)
+        client, note = load_generator(args.client)
+        print(note, file=sys.stderr)
+        size = args.size or DEFAULT_ECHO_SIZE
+        results = measure(starts, [size], args.concurrency, args.duration, client=client)
         print(json.dumps([asdict(result) for result in results], indent=2))
         return 0
     with ServerUnderTest.echochat(args.impl, "chat", loop=args.loop) as server:
@@ -56,8 +76,8 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def report_matrix(quick: bool, out: Path, docs: bool) -> int:
-    matrix = run_matrix(QUICK if quick else FULL)
+def report_matrix(quick: bool, out: Path, docs: bool, client: ClientChoice) -> int:
+    matrix = run_matrix(QUICK if quick else FULL, client)
     print_tables(matrix)
     paths = save(matrix, out)
     if docs:

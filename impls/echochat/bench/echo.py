@@ -5,6 +5,9 @@ whole echo, checks it byte for byte and sends the next, for a fixed time. One
 client process drives every connection with non-blocking sockets and a
 selector; its CPU share (CPU seconds / wall time) is reported with every run,
 because a client at 100 % of one core is the bottleneck, not the server.
+This module's client is the one to read; ``native.py`` runs the same loop in
+C (``epoll_client.c``), which the matrix uses when gcc is there, so that the
+fastest servers are not limited by a Python client.
 
 Each row of the matrix pairs echochat's echo service with a minimal echo
 server on the same framework (``echochat.bench.minimal``), so the difference
@@ -49,6 +52,8 @@ STEP = 7
 BUSY_FIELDS = ("user", "nice", "system", "irq", "softirq")
 
 Start = Callable[[], ServerUnderTest]
+# A load generator: (server, size, concurrency, duration) -> one run's figures.
+LoadGenerator = Callable[[ServerUnderTest, int, int, float], "EchoResult"]
 
 
 class EchoError(Exception):
@@ -60,6 +65,7 @@ class EchoResult:
     """One run against one server; ``dataclasses.asdict`` gives its JSON."""
 
     label: str
+    client: str  # the load generator: "python" (this module) or "C" (native.py)
     size: int
     concurrency: int
     seconds: float  # the measured window
@@ -150,7 +156,7 @@ def _measure(
     latencies: list[float] = []
     peak_rss, rss_samples = server.rss(), 1
     server_cpu, client_cpu = server.cpu_seconds(), time.process_time()
-    machine_cpu, steal = _machine_cpu()
+    machine_cpu, steal = machine_cpu_seconds()
     start = time.perf_counter()
     deadline, next_sample = start + duration, start + RSS_INTERVAL
     for connection in connections:
@@ -166,7 +172,7 @@ def _measure(
     elapsed = time.perf_counter() - start
     server_cpu = server.cpu_seconds() - server_cpu
     client_cpu = time.process_time() - client_cpu
-    machine_cpu_now, steal_now = _machine_cpu()
+    machine_cpu_now, steal_now = machine_cpu_seconds()
     machine_cpu, steal = machine_cpu_now - machine_cpu, steal_now - steal
     # Then the echoes in flight are checked too, not counted, within FINISH_GRACE.
     in_flight, finish = len(connections), time.perf_counter() + FINISH_GRACE
@@ -185,6 +191,7 @@ def _measure(
     latencies.sort()
     return EchoResult(
         label=label,
+        client="python",
         size=size,
         concurrency=len(connections),
         seconds=elapsed,
@@ -286,7 +293,7 @@ def _expect_clean_close(connections: list[_Connection], label: str) -> None:
             raise EchoError(f"{label}: connection {connection.index} got bytes nobody sent")
 
 
-def _machine_cpu() -> tuple[float, float]:
+def machine_cpu_seconds() -> tuple[float, float]:
     """CPU seconds the whole machine has spent working, and had stolen, since boot.
 
     Named fields, not the sum of all: on Linux guest time is already counted
@@ -370,11 +377,27 @@ def echo_targets() -> EchoTargets:
     return EchoTargets(rows, partial(start_ceiling, build.binary), [])
 
 
+def report_progress(result: EchoResult) -> None:
+    progress(NAME, describe(result))
+
+
+def describe(result: EchoResult) -> str:
+    """One run in one line, as the progress output shows it."""
+    return (
+        f"{result.label} {result.size // KiB} KiB: {result.msgs_per_s:,.0f} msgs/s, "
+        f"p99 {result.p99_ms:.2f} ms, server {result.server_cpu_s_per_msg * 1e6:.0f} µs CPU/msg, "
+        f"{result.client} client at {result.client_cpu_share:.0%} of a core"
+    )
+
+
 def measure(
     starts: Sequence[Start],
     sizes: Sequence[int] = SIZES,
     concurrency: int = DEFAULT_CONCURRENCY,
     duration: float = DEFAULT_DURATION,
+    *,
+    client: LoadGenerator = run_echo,
+    report: Callable[[EchoResult], None] = report_progress,
 ) -> list[EchoResult]:
     """Start the servers, warm each the same way, then run each size on each, interleaved.
 
@@ -395,11 +418,7 @@ def measure(
             servers[-1].warm_up()
         for n, size in enumerate(sizes):
             for server in servers if n % 2 == 0 else servers[::-1]:
-                result = run_echo(server, size, concurrency, duration)
-                progress(
-                    NAME,
-                    f"{server.label} {size // KiB} KiB: {result.msgs_per_s:,.0f} msgs/s, "
-                    f"p99 {result.p99_ms:.2f} ms, client CPU {result.client_cpu_share:.0%}",
-                )
+                result = client(server, size, concurrency, duration)
+                report(result)
                 results.append(result)
     return results

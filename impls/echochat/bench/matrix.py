@@ -10,21 +10,33 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from echochat.bench.chat import ChatResult, run_chat
-from echochat.bench.echo import CEILING_LABEL, MINIMAL, EchoResult, KiB, echo_targets, measure
+from echochat.bench.echo import (
+    CEILING_LABEL,
+    MINIMAL,
+    EchoResult,
+    EchoTargets,
+    KiB,
+    Start,
+    describe,
+    echo_targets,
+    measure,
+)
 from echochat.bench.idle import IdleResult, run_idle
-from echochat.experiments.common import MAIN, machine, new_figure, progress, save_figure
+from echochat.bench.native import ClientChoice, load_generator
+from echochat.bench.progress import PhaseProgress
+from echochat.experiments.common import MAIN, machine, new_figure, save_figure
 from echochat.launch import ServerUnderTest
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-NAME = "bench"
 DOCS_PAGE = Path("docs/performance.md")
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 # Chat and idle runs: the four implementations, the Protocol variant, and
@@ -40,6 +52,8 @@ IDLE_RSS_TARGET_MIB = 100.0
 # up to 4x with this much steal from the hypervisor on this machine.
 STEAL_LIMIT = 0.15
 OTHER_LIMIT = 0.12
+# More disturbed servers than this, and the note says the machine was busy instead.
+DISTURBED_LISTED = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,86 +66,172 @@ class Plan:
     idle_clients: int
 
 
-FULL = Plan((1 * KiB, 10 * KiB, 100 * KiB), 3.0, 3, (100, 500, 1000), 2000, 1000)
-QUICK = Plan((1 * KiB, 100 * KiB), 1.0, 1, (100,), 1000, 1000)
+# Five interleaved rounds even in the quick run: with one round, the same
+# server measured 24,708 and 17,215 msgs/s in two runs, so a single ratio
+# under the target meant nothing. Short windows keep `make compare` within
+# about 5 minutes on 2 cores.
+FULL = Plan((1 * KiB, 10 * KiB, 100 * KiB), 2.0, 5, (100, 500, 1000), 2000, 1000)
+QUICK = Plan((1 * KiB, 100 * KiB), 0.5, 5, (100,), 1000, 1000)
+
+# Rough seconds per step, for the time left: the progress bars correct them
+# with the speed they see. An echo run's overhead is connecting, the grace
+# for messages in flight, and its share of starting the servers.
+ECHO_OVERHEAD_S = 0.2
+CHAT_RUN_S = 4.0
+IDLE_RUN_S = 3.0
 
 
 @dataclass(slots=True)
 class EchoRow:
-    """One echochat implementation beside its framework's minimal server, at one size."""
+    """One echochat implementation beside its framework's minimal server, at one size.
+
+    Medians over the rounds, with each server's slowest and fastest round.
+    """
 
     label: str
     minimal: str
     size: int
+    client: str
+    rounds: int
     msgs_per_s: float
+    msgs_per_s_min: float
+    msgs_per_s_max: float
     minimal_msgs_per_s: float
+    minimal_msgs_per_s_min: float
+    minimal_msgs_per_s_max: float
     ratio: float
     p99_ms: float
     minimal_p99_ms: float
     server_cpu_us_per_msg: float
+    minimal_server_cpu_us_per_msg: float
     peak_rss_mib: float
     client_cpu_share: float
+
+    @property
+    def verdict(self) -> str:
+        """Against the target: "met", "within noise" (the rounds overlap) or "missed"."""
+        if self.ratio >= RATIO_TARGET:
+            return "met"
+        overlap = (
+            self.msgs_per_s_max >= self.minimal_msgs_per_s_min
+            and self.minimal_msgs_per_s_max >= self.msgs_per_s_min
+        )
+        return "within noise" if overlap else "missed"
 
 
 @dataclass(slots=True)
 class Matrix:
     plan: Plan
+    client: str = "python"  # the echo load generator: "python" or "C"
     echo: list[EchoRow] = field(default_factory=list)
     ceiling: dict[int, float] = field(default_factory=dict)  # size -> msgs/s of the C server
+    ceiling_client_cpu: dict[int, float] = field(default_factory=dict)  # size -> share of a core
     chat: list[ChatResult] = field(default_factory=list)
     idle: list[IdleResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     raw_echo: list[EchoResult] = field(default_factory=list)
 
 
-def run_matrix(plan: Plan) -> Matrix:
+def run_matrix(plan: Plan, client: ClientChoice = "auto") -> Matrix:
     matrix = Matrix(plan)
-    run_echo_matrix(matrix)
-    for members in plan.members:
+    generator, note = load_generator(client)
+    matrix.notes.append(note)
+    targets = echo_targets()
+    matrix.notes += targets.notes
+    starts = echo_starts(targets)
+    echo_runs = plan.repeats * len(plan.sizes) * len(starts)
+    chat_runs = len(plan.members) * len(CHAT_TARGETS)
+    parts = {
+        f"echo, {plan.repeats} rounds": echo_runs * (plan.echo_seconds + ECHO_OVERHEAD_S),
+        "chat fan-out": chat_runs * CHAT_RUN_S,
+        "idle clients": len(CHAT_TARGETS) * IDLE_RUN_S,
+    }
+    echo_part, chat_part, idle_part = parts
+    title = (
+        f"phase 2 of 2: the benchmark matrix. echo: {len(starts)} servers x "
+        f"{len(plan.sizes)} sizes x {plan.repeats} rounds of {plan.echo_seconds:g} s, "
+        f"closed loop, 10 connections; chat fan-out to {', '.join(map(str, plan.members))} "
+        f"members; {plan.idle_clients} idle clients; about {sum(parts.values()) / 60:.0f} min"
+    )
+    with PhaseProgress(title, parts) as progress:
+        progress.log(note)
+        for repeat in range(plan.repeats):
+            round_name = f"round {repeat + 1} of {plan.repeats}"
+
+            def report(result: EchoResult, round_name: str = round_name) -> None:
+                progress.log(f"echo {round_name}: {describe(result)}")
+                progress.advance(echo_part, plan.echo_seconds + ECHO_OVERHEAD_S, round_name)
+
+            matrix.raw_echo += measure(
+                starts, plan.sizes, duration=plan.echo_seconds, client=generator, report=report
+            )
+        summarise_echo(matrix, targets)
+        for members in plan.members:
+            for impl, loop in CHAT_TARGETS:
+                with ServerUnderTest.echochat(impl, "chat", loop=loop) as server:
+                    result = run_chat(server, members, messages=plan.messages)
+                matrix.chat.append(result)
+                progress.log(
+                    f"chat fan-out: {result.server}, {members} members: "
+                    f"{result.deliveries_per_s:,.0f} deliveries/s, p99 {result.p99_ms:.1f} ms"
+                )
+                progress.advance(chat_part, CHAT_RUN_S, f"{members} members")
         for impl, loop in CHAT_TARGETS:
             with ServerUnderTest.echochat(impl, "chat", loop=loop) as server:
-                progress(NAME, f"chat fan-out: {server.label}, {members} members")
-                matrix.chat.append(run_chat(server, members, messages=plan.messages))
-    for impl, loop in CHAT_TARGETS:
-        with ServerUnderTest.echochat(impl, "chat", loop=loop) as server:
-            progress(NAME, f"idle: {server.label}, {plan.idle_clients} clients")
-            matrix.idle.append(run_idle(server, plan.idle_clients))
+                idle = run_idle(server, plan.idle_clients)
+            matrix.idle.append(idle)
+            progress.log(
+                f"idle: {idle.server}, {idle.clients} clients: {idle.rss_after_mib:.1f} MiB"
+            )
+            progress.advance(idle_part, IDLE_RUN_S, idle.server)
     return matrix
 
 
-def run_echo_matrix(matrix: Matrix) -> None:
-    """Each repeat starts every server afresh, interleaved; rows quote the medians."""
-    targets = echo_targets()
-    matrix.notes += targets.notes
-    starts: list[Callable[[], ServerUnderTest]] = []
+def echo_starts(targets: EchoTargets) -> list[Start]:
+    """Each server once: the minimal server two rows share is measured once per round."""
+    starts: dict[str, Start] = {}
     for row in targets.rows:
-        starts += [row.echochat, row.minimal]
+        starts[row.label] = row.echochat
+        starts.setdefault(minimal_label(row.label), row.minimal)
     if targets.ceiling is not None:
-        starts.append(targets.ceiling)
-    plan = matrix.plan
-    for repeat in range(plan.repeats):
-        progress(NAME, f"echo, round {repeat + 1} of {plan.repeats}")
-        matrix.raw_echo += measure(starts, plan.sizes, duration=plan.echo_seconds)
-    disturbed = [
+        starts[CEILING_LABEL] = targets.ceiling
+    return list(starts.values())
+
+
+def summarise_echo(matrix: Matrix, targets: EchoTargets) -> None:
+    """Rows with medians and ranges over the rounds, and the runs that were disturbed."""
+    disturbed = Counter(
         f"{r.label} {r.size // KiB} KiB"
         for r in matrix.raw_echo
         if r.steal_cores > STEAL_LIMIT or r.other_busy_cores > OTHER_LIMIT
-    ]
+    )
     if disturbed:
+        runs = sum(disturbed.values())
         matrix.notes.append(
-            "disturbed runs (the hypervisor's steal or other processes took CPU; medians "
-            "of repeats damp this): " + ", ".join(disturbed)
+            f"disturbed: {runs} of {len(matrix.raw_echo)} echo runs (the hypervisor's steal or "
+            "other processes took CPU; medians of rounds damp this, and a busy machine shows "
+            "as wide ranges)"
+            + (
+                ": " + ", ".join(f"{key} ({count}x)" for key, count in disturbed.items())
+                if len(disturbed) <= DISTURBED_LISTED
+                else "; the machine was busy throughout, so judge no figure of this run"
+            )
         )
     by_key: dict[tuple[str, int], list[EchoResult]] = {}
     for result in matrix.raw_echo:
         by_key.setdefault((result.label, result.size), []).append(result)
+        matrix.client = result.client
 
     def median(label: str, size: int, field_name: str) -> float:
         return float(statistics.median(getattr(r, field_name) for r in by_key[(label, size)]))
 
-    for size in plan.sizes:
+    def rates(label: str, size: int) -> list[float]:
+        return [r.msgs_per_s for r in by_key[(label, size)]]
+
+    for size in matrix.plan.sizes:
         if targets.ceiling is not None:
             matrix.ceiling[size] = median(CEILING_LABEL, size, "msgs_per_s")
+            matrix.ceiling_client_cpu[size] = median(CEILING_LABEL, size, "client_cpu_share")
         for row in targets.rows:
             label, minimal = row.label, minimal_label(row.label)
             rate, base = median(label, size, "msgs_per_s"), median(minimal, size, "msgs_per_s")
@@ -140,12 +240,20 @@ def run_echo_matrix(matrix: Matrix) -> None:
                     label=label,
                     minimal=minimal,
                     size=size,
+                    client=matrix.client,
+                    rounds=len(by_key[(label, size)]),
                     msgs_per_s=rate,
+                    msgs_per_s_min=min(rates(label, size)),
+                    msgs_per_s_max=max(rates(label, size)),
                     minimal_msgs_per_s=base,
+                    minimal_msgs_per_s_min=min(rates(minimal, size)),
+                    minimal_msgs_per_s_max=max(rates(minimal, size)),
                     ratio=rate / base,
                     p99_ms=median(label, size, "p99_ms"),
                     minimal_p99_ms=median(minimal, size, "p99_ms"),
                     server_cpu_us_per_msg=median(label, size, "server_cpu_s_per_msg") * 1e6,
+                    minimal_server_cpu_us_per_msg=median(minimal, size, "server_cpu_s_per_msg")
+                    * 1e6,
                     peak_rss_mib=median(label, size, "peak_rss_mib"),
                     client_cpu_share=median(label, size, "client_cpu_share"),
                 )
@@ -167,34 +275,29 @@ def print_tables(matrix: Matrix) -> None:
     from rich.table import Table  # noqa: PLC0415
 
     # Wide enough for every column even when the output is not a terminal.
-    console = Console(width=max(Console().width, 130))
-    echo = Table(title="echo: echochat beside its framework's minimal server (median msgs/s)")
-    for column in [
-        "implementation",
-        "size",
-        "echochat",
-        "minimal",
-        "ratio",
-        "p99 ms",
-        "CPU µs/msg",
-        "client CPU",
-    ]:
-        echo.add_column(column, justify="left" if column == "implementation" else "right")
+    console = Console(width=max(Console().width, 160))
+    echo = Table(
+        title="echo: echochat beside its framework's minimal server "
+        "(median msgs/s, and its slowest-fastest round)"
+    )
+    # Never cut: "asyncio-protocol+uvloop" is the longest label.
+    echo.add_column("implementation", no_wrap=True, min_width=23)
+    for column in ["size", "echochat", "minimal", "ratio", "p99 ms", "CPU µs/msg", "client CPU"]:
+        echo.add_column(column, justify="right")
     for row in matrix.echo:
-        mark = "" if row.ratio >= RATIO_TARGET else " ✗"
         echo.add_row(
             row.label,
             f"{row.size // KiB} KiB",
-            f"{row.msgs_per_s:,.0f}",
-            f"{row.minimal_msgs_per_s:,.0f}",
-            f"{row.ratio:.2f}{mark}",
+            spread(row.msgs_per_s, row.msgs_per_s_min, row.msgs_per_s_max),
+            spread(row.minimal_msgs_per_s, row.minimal_msgs_per_s_min, row.minimal_msgs_per_s_max),
+            f"{row.ratio:.2f}{MARKS[row.verdict]}",
             f"{row.p99_ms:.2f}",
-            f"{row.server_cpu_us_per_msg:.0f}",
+            f"{row.server_cpu_us_per_msg:.0f} ({row.minimal_server_cpu_us_per_msg:.0f})",
             f"{row.client_cpu_share:.0%}",
         )
     console.print(echo)
-    for size, rate in matrix.ceiling.items():
-        console.print(f"ceiling: {CEILING_LABEL} at {size // KiB} KiB: {rate:,.0f} msgs/s")
+    for line in echo_legend(matrix):
+        console.print(line, highlight=False)
     chat = Table(title="chat fan-out: every member gets every message once, in order")
     for column in [
         "implementation",
@@ -229,8 +332,44 @@ def print_tables(matrix: Matrix) -> None:
             f"{idle_result.connect_s:.2f}",
         )
     console.print(idle)
+    console.print("Targets (from the issue that asked for this comparison):", highlight=False)
+    for line in targets(matrix):
+        console.print(line, highlight=False)
     for note in matrix.notes:
-        console.print(note)
+        console.print(note, highlight=False)
+
+
+MARKS = {"met": "", "within noise": " within noise", "missed": " ✗"}
+
+
+def spread(median: float, low: float, high: float) -> str:
+    """A median with its range, in thousands: 58.9k (55.0-60.2k)."""
+    return f"{median / 1000:,.1f}k ({low / 1000:,.1f}-{high / 1000:,.1f}k)"
+
+
+def echo_legend(matrix: Matrix) -> list[str]:
+    """What the echo table's marks and columns mean, and the C server's line."""
+    plan = matrix.plan
+    client = "C (epoll_client.c)" if matrix.client == "C" else "Python (echo.py)"
+    lines = [
+        f"Each server ran {plan.repeats} interleaved round(s) of {plan.echo_seconds:g} s, "
+        f"load generator {client}. ratio: echochat's median / the minimal server's median; "
+        f"the target is {RATIO_TARGET}x.",
+        f"  ✗            under {RATIO_TARGET}x, and outside the noise: echochat's fastest round "
+        "was slower than the minimal server's slowest.",
+        f"  within noise under {RATIO_TARGET}x, but the two servers' rounds overlap: this run "
+        "cannot tell them apart (more or longer rounds can: make bench).",
+        "  CPU µs/msg   the server's CPU time per echoed message (its minimal server's in "
+        "brackets).",
+        "  client CPU   the load generator's share of one core; near 100 % the client, not the "
+        "server, sets the figure.",
+    ]
+    lines += [
+        f"Ceiling: the C epoll server at {size // KiB} KiB made {rate:,.0f} msgs/s "
+        f"(client at {matrix.ceiling_client_cpu[size]:.0%} of a core)."
+        for size, rate in matrix.ceiling.items()
+    ]
+    return lines
 
 
 def save(matrix: Matrix, out: Path) -> list[Path]:
@@ -364,21 +503,22 @@ def markdown(matrix: Matrix) -> str:
     lines = [
         f"Measured on {info['cores']} cores, Python {info['python']}, trio {info['trio']}, "
         f"anyio {info['anyio']}, uvloop {info['uvloop']}; {matrix.plan.repeats} interleaved "
-        f"round(s) of {matrix.plan.echo_seconds:g} s per echo run, medians quoted.",
+        f"round(s) of {matrix.plan.echo_seconds:g} s per echo run, medians quoted with the "
+        "slowest and fastest round.",
         "",
         "| implementation | size | echochat msgs/s | minimal msgs/s | ratio | p99 ms "
-        "| CPU µs/msg |",
-        "|---|---|---|---|---|---|---|",
+        "| CPU µs/msg | client CPU |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r.label} | {r.size // KiB} KiB | {r.msgs_per_s:,.0f} | {r.minimal_msgs_per_s:,.0f} "
-        f"| {r.ratio:.2f} | {r.p99_ms:.2f} | {r.server_cpu_us_per_msg:.0f} |"
+        f"| {r.label} | {r.size // KiB} KiB "
+        f"| {spread(r.msgs_per_s, r.msgs_per_s_min, r.msgs_per_s_max)} "
+        f"| {spread(r.minimal_msgs_per_s, r.minimal_msgs_per_s_min, r.minimal_msgs_per_s_max)} "
+        f"| {r.ratio:.2f}{MARKS[r.verdict]} | {r.p99_ms:.2f} | {r.server_cpu_us_per_msg:.0f} "
+        f"| {r.client_cpu_share:.0%} |"
         for r in matrix.echo
     ]
-    lines += [""] + [
-        f"Ceiling, {CEILING_LABEL} at {size // KiB} KiB: {rate:,.0f} msgs/s."
-        for size, rate in matrix.ceiling.items()
-    ]
+    lines += ["", *(f"- {line.strip()}" for line in echo_legend(matrix))]
     lines += [
         "",
         "| implementation | members | deliveries/s | p50 ms | p99 ms | peak RSS MiB |",
@@ -407,7 +547,12 @@ def targets(matrix: Matrix) -> list[str]:
     missed = [
         f"{r.label} {r.size // KiB} KiB ({r.ratio:.2f})"
         for r in matrix.echo
-        if r.ratio < RATIO_TARGET
+        if r.verdict == "missed"
+    ]
+    noisy = [
+        f"{r.label} {r.size // KiB} KiB ({r.ratio:.2f})"
+        for r in matrix.echo
+        if r.verdict == "within noise"
     ]
     fanout = [r for r in matrix.chat if r.members == 100]
     slow = [
@@ -422,7 +567,15 @@ def targets(matrix: Matrix) -> list[str]:
     ]
     return [
         f"- echo at least {RATIO_TARGET}x its minimal server: "
-        + ("met by every row." if not missed else "missed by " + ", ".join(missed) + "."),
+        + (
+            "met by every row"
+            if not missed and not noisy
+            else "missed by " + ", ".join(missed)
+            if missed
+            else "missed by no row outside the noise"
+        )
+        + ("" if not noisy else "; under it but within noise: " + ", ".join(noisy))
+        + ".",
         f"- fan-out to 100 members at least {FANOUT_TARGET:,}/s "
         f"with p99 under {FANOUT_P99_TARGET_MS:g} ms: "
         + ("met by every implementation." if not slow else "missed by " + ", ".join(slow) + "."),
@@ -441,9 +594,7 @@ def update_docs_page(summary: str, page: Path = DOCS_PAGE) -> None:
 
 
 def summarise_contract(outcomes: dict[str, Any], order: Sequence[str]) -> str:
-    lines = [
-        "shared contract suite (tests/contract/test_chat_*.py, test_echo.py, test_lifecycle.py):"
-    ]
+    lines = ["shared contract suite (tests/contract), per configuration:"]
     for impl in order:
         counts = outcomes.get(impl, {})
         lines.append(

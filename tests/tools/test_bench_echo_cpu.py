@@ -1,0 +1,28 @@
+"""`bench echo-cpu`: the cold-server mmap trap shows in the counts, and warming removes it."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from echochat.bench.echo import run_echo
+from echochat.bench.echo_cpu import CONDITIONS, report, run_echo_cpu
+
+KiB = 1024
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace (.ci/debian-packages)")
+def test_a_cold_asyncio_server_maps_memory_per_message_and_a_warmed_one_does_not() -> None:
+    cells = run_echo_cpu(run_echo, size=100 * KiB, rounds=1, duration=0.3, trace=True)
+    assert {name for name, _ in cells} == {condition.name for condition in CONDITIONS}
+    for (name, label), cell in cells.items():
+        assert len(cell.runs) == 1, (name, label)
+        mmaps = cell.calls_per_msg["mmap"]
+        if name == "cold, glibc default":
+            # recv(256 KiB) above the 128 KiB threshold: a mapping for (nearly) every read.
+            assert mmaps > 0.3, (name, label, cell.calls_per_msg)
+        else:
+            assert mmaps < 0.05, (name, label, cell.calls_per_msg)
+    text = report(cells, 100 * KiB)
+    assert text.count("echochat/minimal: msgs/s") == len(CONDITIONS)
