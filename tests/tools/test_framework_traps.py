@@ -189,6 +189,12 @@ def test_uvloop_low_water_mark_is_16_bytes() -> None:
         _, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
         await accepted.wait()
         peer_reader, peer_writer = peers[0]
+        # Small kernel buffers on both sides: left to autotuning, loopback can
+        # absorb the whole 4 MiB, and writing would never pause.
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+        peer_writer.get_extra_info("socket").setsockopt(
+            socket.SOL_SOCKET, socket.SO_RCVBUF, 65536
+        )
         limits = writer.transport.get_write_buffer_limits()
         writer.write(b"x" * (4 * MiB))  # The peer is not reading yet: writing pauses.
         drain = asyncio.ensure_future(writer.drain())
