@@ -25,7 +25,13 @@ from echochat.core.limits import (
     DEFAULT_SERVER_NAME,
 )
 from echochat.experiments import DEFAULT_OUT, EXPERIMENTS, Settings
-from echochat.options import ServerOptions, allow_open_files
+from echochat.options import (
+    MAX_BACKLOG,
+    RESERVED_FILES,
+    ServerOptions,
+    allow_open_files,
+    system_backlog_limit,
+)
 from echochat.registry import BY_NAME
 
 DEFAULT_PORTS = {"chat": 6667, "echo": 7007}
@@ -100,7 +106,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-clients",
         type=_positive,
         default=DEFAULT_MAX_CLIENTS,
-        help="connections served at once; more are refused ('Server is full' for chat)",
+        help="connections served at once; more are refused ('Server is full' for chat). "
+        f"Each takes an open file: the server needs MAX_CLIENTS + {RESERVED_FILES} and "
+        "refuses to start if the hard limit (ulimit -Hn) is lower",
+    )
+    limit = system_backlog_limit()
+    serve.add_argument(
+        "--backlog",
+        type=_backlog,
+        default=None,
+        metavar="N",
+        help="connections the kernel queues for the server to accept (listen(2)'s backlog); "
+        "a burst of connections beyond it waits or is refused by the kernel. "
+        "Default: the system's maximum"
+        + ("" if limit is None else f" (net.core.somaxconn, {limit} here)"),
     )
     serve.add_argument(
         "--server-name",
@@ -235,6 +254,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _backlog(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= MAX_BACKLOG:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_BACKLOG}, not {value}")
+    return value
+
+
 def _at_least_zero(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -301,15 +327,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         drain=implementation.drain,
         inject_fault=None if args.inject_fault is None else args.inject_fault.encode(),
         send_buffer=args.send_buffer,
+        backlog=MAX_BACKLOG if args.backlog is None else args.backlog,
     )
     logging.basicConfig(
         stream=sys.stderr,
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    wanted = limits.max_clients + 64  # the listening socket, the event loop, logs, a margin
+    wanted = limits.max_clients + RESERVED_FILES
     if (allowed := allow_open_files(wanted)) < wanted:
-        log.warning("only %d open files allowed; fewer clients may fit", allowed)
+        # Refused rather than warned about: a server that runs out of
+        # descriptors stops accepting until some are free again.
+        print(
+            f"echochat: --max-clients {limits.max_clients} needs {wanted} open files "
+            f"({RESERVED_FILES} for the server itself), but at most {allowed} are allowed, "
+            f"so {max(allowed - RESERVED_FILES, 0)} clients fit: raise the limit "
+            f"(ulimit -n {wanted} in the shell, LimitNOFILE={wanted} in a systemd unit) "
+            "or lower --max-clients",
+            file=sys.stderr,
+        )
+        return 2
     run: Callable[[ServerOptions], None] = importlib.import_module(
         implementation.adapter.server_module
     ).run
