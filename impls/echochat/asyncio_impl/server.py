@@ -70,6 +70,11 @@ async def accept_loop(listener: socket.socket, on_accept: Callable[[socket.socke
         if pacer.pausing and (warning := pacer.accepted(loop.time(), queue_empty(listener))):
             log.warning(warning)
         on_accept(sock)
+        # sock_accept() does not suspend when a connection is waiting (its
+        # future is done at once), so without this the loop would accept the
+        # whole queue, up to the backlog, before any client got a turn. trio's
+        # and anyio's accept() are checkpoints themselves.
+        await asyncio.sleep(0)
 
 
 def stop_on_signal(signum: int, stop: asyncio.Event) -> None:
