@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--backlog",
         type=_backlog,
-        default=None,
+        default=argparse.SUPPRESS,  # Its help states the default.
         metavar="N",
         help="connections the kernel queues for the server to accept (listen(2)'s backlog); "
         "a burst of connections beyond it waits or is refused by the kernel. "
@@ -225,13 +225,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "kind",
-        choices=["compare", "matrix", "echo", "chat", "idle"],
+        choices=["compare", "matrix", "echo", "chat", "idle", "storm"],
         help="compare: contract suite + quick matrix; matrix: every implementation and load; "
-        "echo/chat/idle: one load against one implementation",
+        "echo/chat/idle: one load against one implementation; storm: every implementation "
+        "under a connect/close storm, with the PING round trips of clients already connected",
     )
     bench.add_argument("--impl", choices=list(BY_NAME), default="asyncio")
     bench.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
-    bench.add_argument("--quick", action="store_true", help="matrix: the short plan")
+    bench.add_argument(
+        "--quick", action="store_true", help="matrix: the short plan; storm: 1 s per server"
+    )
     bench.add_argument("--size", type=_positive, default=1024, help="echo: message bytes")
     bench.add_argument("--concurrency", type=_positive, default=10, help="echo: connections")
     bench.add_argument("--duration", type=float, default=3.0, help="echo: seconds per run")
@@ -241,8 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         default=None,
-        help="where JSON, PNG and Markdown go (default: build/compare for compare, "
-        "docs/figures for matrix, which then also updates docs/performance.md)",
+        help="where JSON, PNG and Markdown go (default: build/compare for compare, build for "
+        "storm, docs/figures for matrix, which then also updates docs/performance.md)",
     )
     return parser
 
@@ -327,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         drain=implementation.drain,
         inject_fault=None if args.inject_fault is None else args.inject_fault.encode(),
         send_buffer=args.send_buffer,
-        backlog=MAX_BACKLOG if args.backlog is None else args.backlog,
+        backlog=getattr(args, "backlog", MAX_BACKLOG),
     )
     logging.basicConfig(
         stream=sys.stderr,

@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from echochat.bench import storm
 from echochat.bench.chat import run_chat
 from echochat.bench.contract import run_contract_suite
 from echochat.bench.echo import MINIMAL, measure, start_echochat, start_minimal
@@ -21,7 +22,7 @@ from echochat.bench.matrix import (
     summarise_contract,
     update_docs_page,
 )
-from echochat.experiments import DEFAULT_OUT
+from echochat.experiments import DEFAULT_OUT, Settings
 from echochat.launch import ServerUnderTest
 from echochat.registry import CONTRACT_CONFIGURATIONS
 
@@ -37,6 +38,13 @@ def run_bench(args: argparse.Namespace) -> int:
         return report_matrix(
             quick=args.quick, out=args.out or DEFAULT_OUT, docs=args.out is None and not args.quick
         )
+    if args.kind == "storm":
+        settings = Settings(quick=args.quick, out=args.out or storm.DEFAULT_OUT)
+        report = storm.run(settings)
+        print(report.table())
+        paths = storm.save(report, settings.out, settings)
+        print("written: " + ", ".join(str(path) for path in paths))
+        return 0
     if args.kind == "echo":
         starts = [
             lambda: start_echochat(args.impl, args.loop),
