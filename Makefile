@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 IMPL ?= asyncio
 PORT ?= 6667
 
-.PHONY: run test compare demo bench lint typecheck imports pytest experiments clean
+.PHONY: run test compare demo bench storm lint typecheck imports pytest experiments clean
 
 $(BIN)/echochat: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "echochat needs Python >= 3.11; set PYTHON=python3.11")'
@@ -65,6 +65,10 @@ demo: $(BIN)/echochat
 # The full matrix; rewrites docs/figures/bench* and the table in docs/performance.md.
 bench: $(BIN)/echochat
 	$(BIN)/echochat bench matrix --docs
+
+# The connection storm of docs/sidebyside/running-out.md; rewrites docs/figures/storm.*.
+storm: $(BIN)/echochat
+	$(BIN)/echochat bench storm --out docs/figures
 
 # Regenerates docs/figures/*.json and *.png (under 10 minutes on 2 cores).
 experiments: $(BIN)/echochat

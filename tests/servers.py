@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
+import time
+from functools import partial
 
 from echochat.launch import ServerUnderTest, echochat_command
 from echochat.registry import CONTRACT_CONFIGURATIONS, parse_configuration
@@ -38,6 +41,32 @@ class ServerProcess(ServerUnderTest):
         super().__init__(impl, command, env)
         self.impl = impl
 
+    def limit_open_files(self, spare: int) -> None:
+        """Lower the running server's soft RLIMIT_NOFILE so it can open ``spare`` more files.
+
+        The same as ``prlimit --pid PID --nofile=N:HARD``. Lowered after the
+        start, because ``echochat serve`` raises its limit for ``--max-clients``
+        and refuses to start if it cannot (test_cli.py checks that).
+        A new descriptor takes the lowest free number: the limit is set where
+        exactly ``spare`` numbers below it are free.
+        """
+        in_use = {int(name) for name in os.listdir(f"/proc/{self.process.pid}/fd")}
+        limit = free = 0
+        while free < spare:
+            free += limit not in in_use
+            limit += 1
+        _, hard = resource.prlimit(self.process.pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(self.process.pid, resource.RLIMIT_NOFILE, (limit, hard))
+
+    def wait_for_log(self, text: str, timeout: float = 10.0) -> str:
+        """Read the server's stderr until it contains ``text``; return it."""
+        deadline = time.monotonic() + timeout
+        while text not in (log := self.stderr()):
+            assert time.monotonic() < deadline, f"{self.impl} did not log {text!r}:\n{log}"
+            assert self.process.poll() is None, f"{self.impl} exited:\n{log}"
+            time.sleep(0.01)  # Polls a file: there is no event to wait on.
+        return log
+
     def stop(
         self, signum: int = signal.SIGTERM, timeout: float = 5.0, injected_faults: int = 0
     ) -> float:
@@ -64,12 +93,20 @@ class ServerProcess(ServerUnderTest):
         return elapsed
 
 
-def echochat(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run the ``echochat`` command to its end, as a user would; its output is captured."""
+def echochat(*args: str, open_files: int | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the ``echochat`` command to its end, as a user would; its output is captured.
+
+    ``open_files``: run it under ``ulimit -n open_files`` (soft and hard limit).
+    """
     return subprocess.run(
         [sys.executable, "-m", "echochat", *args],
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
+        preexec_fn=None if open_files is None else partial(_limit_open_files, open_files),
     )
+
+
+def _limit_open_files(limit: int) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))

@@ -90,6 +90,13 @@ RENAMES: tuple[Rename, ...] = (
         "stream.extra(SocketAttribute.raw_socket)",
         "and the socket itself",
     ),
+    Rename(
+        "listener.socket",
+        "listener.extra(SocketAttribute.raw_socket)",
+        "a listener's socket too",
+    ),
+    Rename("trio.SocketListener", "SocketListener", "a TCP listener, imported from `anyio.abc`"),
+    Rename("trio.Nursery", "TaskGroup", "a nursery is a task group, imported from `anyio.abc`"),
     Rename("receive_some", "receive", "read what has arrived, up to so many bytes"),
     Rename("send_all", "send", "send every byte: both return once the kernel holds them"),
     Rename(
@@ -100,6 +107,7 @@ RENAMES: tuple[Rename, ...] = (
     Rename("trio.CancelScope", "anyio.CancelScope", SAME_NAME),
     Rename("trio.move_on_after", "anyio.move_on_after", SAME_NAME),
     Rename("trio.current_time", "anyio.current_time", SAME_NAME),
+    Rename("trio.sleep", "anyio.sleep", SAME_NAME),
     Rename("trio.BrokenResourceError", "anyio.BrokenResourceError", SAME_NAME),
     Rename("trio.WouldBlock", "anyio.WouldBlock", SAME_NAME),
     Rename(
@@ -121,11 +129,12 @@ RENAMES: tuple[Rename, ...] = (
 # Why a change is left after the renames; several changes may share a reason.
 BACKENDS_AND_LISTENER = (
     "anyio runs on either backend, and listens with `create_tcp_listener()` where trio has "
-    "`serve_tcp()` (server.py)"
+    "`open_tcp_listeners()` (server.py)"
 )
 SUBMODULES = (
-    "`SocketStream`, `SocketAttribute` and `MemoryObjectReceiveStream` are in `anyio.abc` "
-    "and `anyio.streams.memory`, not in `anyio` itself as trio's are in `trio`"
+    "`SocketStream`, `SocketListener`, `TaskGroup`, `SocketAttribute` and "
+    "`MemoryObjectReceiveStream` are in `anyio.abc` and `anyio.streams.memory`, not in `anyio` "
+    "itself as trio's are in `trio`"
 )
 MOVE_ON_AT = (
     "anyio has no `move_on_at()`: a `CancelScope(deadline=...)` is the same scope (and the "
@@ -161,13 +170,25 @@ RUN = (
     "`trio.run()` has one event loop"
 )
 LISTEN = (
-    "trio's `serve_tcp()` opens the listeners inside `nursery.start()` and serves them; anyio "
-    "opens one with `create_tcp_listener()` and serves it with `serve(handler, task_group)`"
+    "trio's `open_tcp_listeners()` returns a list of listeners; anyio's `create_tcp_listener()` "
+    "returns one `MultiListener` whose parts are in `.listeners`, typed as any listener, and "
+    "names its options `local_host` and `local_port`"
 )
-SERVE_CLOSES = (
-    "anyio's `serve()` leaves closing the stream to the handler; trio's `serve_tcp()` closes it"
+ADDRESS = (
+    "the address to announce: a trio listener has its `.socket`; anyio gives it as a typed "
+    "attribute, whose type also allows a UNIX socket's path, so mypy needs the check"
 )
-SERVE_CLOSES_AND_WORKAROUND = f"{SERVE_CLOSES}; and the call of the asyncio-backend workaround"
+COROUTINES = (
+    "anyio's `start_soon()` is typed for coroutine functions, trio's for any function that "
+    "returns an awaitable"
+)
+OWN_LOOP = (
+    "each docstring says what its framework's own accept loop does on `EMFILE`, with its source"
+)
+WRAPPED = (
+    "on anyio's trio backend `accept()` raises `BrokenResourceError` from the `OSError` "
+    "(`_convert_socket_error`), so the errno is found on its cause"
+)
 
 ALLOWED: tuple[Allowed, ...] = (
     Allowed(
@@ -285,30 +306,6 @@ ALLOWED: tuple[Allowed, ...] = (
     ),
     Allowed(
         "server.py",
-        (),
-        ("from typing import Any",),
-        WORKAROUND,
-    ),
-    Allowed(
-        "server.py",
-        (),
-        ("from anyio.abc import SocketAttribute, SocketStream",),
-        SUBMODULES,
-    ),
-    Allowed(
-        "server.py",
-        ("from echochat.options import ServerOptions, announce_listening",),
-        (),
-        IMPORT_ORDER,
-    ),
-    Allowed(
-        "server.py",
-        (),
-        ("from echochat.options import ServerOptions, announce_listening",),
-        IMPORT_ORDER,
-    ),
-    Allowed(
-        "server.py",
         ("trio.run(serve, options)",),
         (
             "# The CLI allows uvloop only with the asyncio backend.",
@@ -316,57 +313,6 @@ ALLOWED: tuple[Allowed, ...] = (
             ("anyio.run(serve, options, backend=options.backend, backend_options=backend_options)"),
         ),
         RUN,
-    ),
-    Allowed(
-        "server.py",
-        (
-            "async with anyio.create_task_group() as accepting:",
-            "listeners = await accepting.start(",
-            "partial(",
-            "trio.serve_tcp,",
-            "partial(handle_connection, service),",
-            "options.port,",
-            "host=options.host,",
-            "handler_nursery=handlers,",
-        ),
-        (
-            "listener = await anyio.create_tcp_listener(",
-            "local_host=options.host, local_port=options.port",
-        ),
-        LISTEN,
-    ),
-    Allowed(
-        "server.py",
-        (
-            ")",
-            "announce_listening(listeners[0].socket.getsockname())",
-        ),
-        (
-            "async with listener, anyio.create_task_group() as accepting:",
-            "address = listener.extra(SocketAttribute.local_address)",
-            "assert isinstance(address, tuple)  # An IP socket, not a UNIX one.",
-            "announce_listening(address)",
-            ("accepting.start_soon(listener.serve, partial(handle_connection, service), handlers)"),
-        ),
-        LISTEN,
-    ),
-    Allowed(
-        "server.py",
-        ('"""One connection\'s task; serve_tcp closes the stream when it returns."""',),
-        (
-            (
-                "\"\"\"One connection's task; unlike trio's serve_tcp, anyio's serve() "
-                'leaves closing to us."""'
-            ),
-            "pause_reading_until_received(stream)",
-        ),
-        SERVE_CLOSES_AND_WORKAROUND,
-    ),
-    Allowed(
-        "server.py",
-        (),
-        ("async with stream:",),
-        SERVE_CLOSES,
     ),
     Allowed(
         "server.py",
@@ -395,6 +341,123 @@ ALLOWED: tuple[Allowed, ...] = (
             "transport.pause_reading()",
         ),
         WORKAROUND,
+    ),
+    Allowed(
+        "server.py",
+        ("from collections.abc import Awaitable, Callable",),
+        ("from collections.abc import Callable, Coroutine",),
+        COROUTINES,
+    ),
+    Allowed(
+        "server.py",
+        (),
+        ("from anyio.abc import SocketAttribute, SocketListener, SocketStream, TaskGroup",),
+        SUBMODULES,
+    ),
+    Allowed(
+        "server.py",
+        (),
+        (
+            "from echochat.anyio_impl.chat import ChatService",
+            "from echochat.anyio_impl.echo import EchoService",
+        ),
+        IMPORT_ORDER,
+    ),
+    Allowed(
+        "server.py",
+        (
+            "from echochat.anyio_impl.chat import ChatService",
+            "from echochat.anyio_impl.echo import EchoService",
+        ),
+        (),
+        IMPORT_ORDER,
+    ),
+    Allowed(
+        "server.py",
+        (
+            "listeners = await trio.open_tcp_listeners(",
+            "options.port, host=options.host, backlog=options.backlog",
+        ),
+        (
+            "listeners = await anyio.create_tcp_listener(",
+            "local_host=options.host, local_port=options.port, backlog=options.backlog",
+        ),
+        LISTEN,
+    ),
+    Allowed(
+        "server.py",
+        ("for listener in listeners:",),
+        (
+            "for listener in listeners.listeners:",
+            "assert isinstance(listener, SocketListener)  # A TCP listener's parts are.",
+        ),
+        LISTEN,
+    ),
+    Allowed(
+        "server.py",
+        ("announce_listening(listeners[0].socket.getsockname())",),
+        (
+            "address = listeners.extra(SocketAttribute.local_address)",
+            "assert isinstance(address, tuple)  # An IP socket, not a UNIX one.",
+            "announce_listening(address)",
+        ),
+        ADDRESS,
+    ),
+    Allowed(
+        "server.py",
+        ("handler: Callable[[SocketStream], Awaitable[None]],",),
+        (
+            (
+                "# anyio's start_soon() takes coroutine functions only, where trio's takes "
+                "any awaitable."
+            ),
+            "handler: Callable[[SocketStream], Coroutine[Any, Any, None]],",
+        ),
+        COROUTINES,
+    ),
+    Allowed(
+        "server.py",
+        (
+            "What trio's serve_listeners does (trio/_highlevel_serve_listeners.py,",
+            "_serve_one_listener: sleep 100 ms on EMFILE, ENFILE, ENOMEM, ENOBUFS), except",
+            "that it logs an ERROR with a traceback on every retry, ten a second for as",
+            "long as descriptors stay short; test_framework_traps.py pins that down.",
+        ),
+        (
+            "Not Listener.serve(), which is ``while True: task_group.start_soon(handler, await",
+            "self.accept())`` (anyio/abc/_sockets.py, anyio 4.16): the first EMFILE ends it and",
+            "the server with it. On the asyncio backend accept() raises the OSError itself;",
+            "on the trio backend a BrokenResourceError raised from it (_convert_socket_error,",
+            "anyio/_backends/_trio.py). test_framework_traps.py pins both down.",
+        ),
+        OWN_LOOP,
+    ),
+    Allowed(
+        "server.py",
+        (
+            "except OSError as error:",
+            "if (retry := pacer.failed(error.errno, anyio.current_time())) is None:",
+        ),
+        (
+            "except (OSError, anyio.BrokenResourceError) as error:",
+            "# The trio backend raises BrokenResourceError from the OSError.",
+            "cause = error if isinstance(error, OSError) else error.__cause__",
+            "code = cause.errno if isinstance(cause, OSError) else None",
+            "if (retry := pacer.failed(code, anyio.current_time())) is None:",
+        ),
+        WRAPPED,
+    ),
+    Allowed(
+        "server.py",
+        (),
+        ("pause_reading_until_received(stream)",),
+        WORKAROUND,
+    ),
+    Allowed(
+        "server.py",
+        (),
+        ("from typing import Any",),
+        f"{COROUTINES}; and the workaround's private transport",
     ),
 )
 

@@ -26,7 +26,13 @@ from echochat.core.limits import (
     DEFAULT_SERVER_NAME,
 )
 from echochat.experiments import DEFAULT_OUT, EXPERIMENTS, Settings
-from echochat.options import ServerOptions, allow_open_files
+from echochat.options import (
+    MAX_BACKLOG,
+    RESERVED_FILES,
+    ServerOptions,
+    allow_open_files,
+    system_backlog_limit,
+)
 from echochat.registry import BY_NAME
 
 DEFAULT_PORTS = {"chat": 6667, "echo": 7007}
@@ -110,7 +116,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-clients",
         type=_positive,
         default=DEFAULT_MAX_CLIENTS,
-        help="connections served at once; more are refused ('Server is full' for chat)",
+        help="connections served at once; more are refused ('Server is full' for chat). "
+        f"Each takes an open file: the server needs MAX_CLIENTS + {RESERVED_FILES} and "
+        "refuses to start if the hard limit (ulimit -Hn) is lower",
+    )
+    limit = system_backlog_limit()
+    serve.add_argument(
+        "--backlog",
+        type=_backlog,
+        default=None,  # The system's maximum, which its help states.
+        metavar="N",
+        help="connections the kernel queues for the server to accept (listen(2)'s backlog); "
+        "a burst of connections beyond it waits or is refused by the kernel. "
+        "Default: the system's maximum"
+        + ("" if limit is None else f" (net.core.somaxconn, {limit} here)"),
     )
     serve.add_argument(
         "--server-name",
@@ -227,10 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "kind",
-        choices=["compare", "matrix", "echo", "chat", "idle", "echo-cpu"],
+        choices=["compare", "matrix", "echo", "chat", "idle", "echo-cpu", "storm"],
         help="compare: contract suite + quick matrix; matrix: every implementation and load; "
         "echo/chat/idle: one load against one implementation; echo-cpu: asyncio's echo beside "
-        "its minimal server, warmed or cold, with glibc's default mmap threshold or a fixed one",
+        "its minimal server, warmed or cold, with glibc's default mmap threshold or a fixed one; "
+        "storm: every implementation under a connect/close storm, with the PING round trips "
+        "of clients already connected",
     )
     bench.add_argument(
         "--impl",
@@ -244,7 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="asyncio",
         help="echo/chat/idle: the event loop, for the implementations that run on asyncio",
     )
-    bench.add_argument("--quick", action="store_true", help="matrix: the short plan")
+    bench.add_argument(
+        "--quick", action="store_true", help="matrix: the short plan; storm: 1 s per server"
+    )
     bench.add_argument(
         "--size",
         type=_positive,
@@ -285,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="where JSON, PNG and Markdown go (default: build/compare for compare, "
-        "build/bench for matrix)",
+        "build/bench for matrix, build for storm)",
     )
     bench.add_argument(
         "--docs",
@@ -314,6 +337,13 @@ def _positive(text: str) -> int:
     value = _whole_number(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _backlog(text: str) -> int:
+    value = _whole_number(text)
+    if not 1 <= value <= MAX_BACKLOG:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_BACKLOG}, not {value}")
     return value
 
 
@@ -369,6 +399,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command != "serve":
         parser.print_help(sys.stderr)
         return 2
+    return serve(parser, args)
+
+
+def serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """``echochat serve``: check the options, then run the server until a signal stops it."""
     try:
         limits = Limits(
             max_line=args.max_line,
@@ -398,15 +433,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         drain=implementation.drain,
         inject_fault=None if args.inject_fault is None else args.inject_fault.encode(),
         send_buffer=args.send_buffer,
+        backlog=MAX_BACKLOG if args.backlog is None else args.backlog,
     )
     logging.basicConfig(
         stream=sys.stderr,
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    wanted = limits.max_clients + 64  # the listening socket, the event loop, logs, a margin
+    wanted = limits.max_clients + RESERVED_FILES
     if (allowed := allow_open_files(wanted)) < wanted:
-        log.warning("only %d open files allowed; fewer clients may fit", allowed)
+        # Refused rather than warned about: a server that runs out of
+        # descriptors stops accepting until some are free again.
+        print(
+            f"echochat: --max-clients {limits.max_clients} needs {wanted} open files "
+            f"({RESERVED_FILES} for the server itself), but at most {allowed} are allowed, "
+            f"so {max(allowed - RESERVED_FILES, 0)} clients fit: raise the limit "
+            f"(ulimit -n {wanted} in the shell, LimitNOFILE={wanted} in a systemd unit) "
+            "or lower --max-clients",
+            file=sys.stderr,
+        )
+        return 2
     run: Callable[[ServerOptions], None] = importlib.import_module(
         implementation.adapter.server_module
     ).run

@@ -1,4 +1,4 @@
-"""The event loop an implementation on asyncio runs on, for ``--loop``.
+"""The event loop an implementation on asyncio runs on, for ``--loop``, and its listening socket.
 
 Apart from options.py, so that only the code that runs on asyncio imports it.
 """
@@ -6,6 +6,7 @@ Apart from options.py, so that only the code that runs on asyncio imports it.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 
 from echochat.registry import EventLoop
@@ -18,3 +19,14 @@ def asyncio_loop_factory(loop: EventLoop) -> Callable[[], asyncio.AbstractEventL
 
         return uvloop.new_event_loop
     return None
+
+
+def listening_socket(host: str, port: int, backlog: int) -> socket.socket:
+    """A non-blocking listening socket for ``loop.sock_accept()``.
+
+    The asyncio adapters listen and accept themselves rather than through
+    start_server() or create_server(): asyncio_impl/server.py, accept_loop, says why.
+    """
+    listener = socket.create_server((host, port), backlog=backlog)
+    listener.setblocking(False)
+    return listener

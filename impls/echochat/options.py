@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import resource
+import select
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Protocol
 
 from echochat.core import Limits
 from echochat.registry import Backend, EventLoop
 
 Service = Literal["chat", "echo"]
+
+# The backlog every implementation asks for unless told otherwise: more than
+# any kernel allows, so listen(2) cuts it to the system's maximum (Linux:
+# net.core.somaxconn; "silently truncated", listen(2)). This is trio's choice
+# (_compute_backlog, trio/_highlevel_open_tcp_listeners.py), capped at 0xFFFF
+# because some kernels keep the backlog in 16 bits (golang/go#5030). It is not
+# asyncio's: start_server() and create_server() default to 100
+# (Lib/asyncio/base_events.py), which a connection storm overflows.
+MAX_BACKLOG = 0xFFFF
+# Descriptors the server needs besides one per client: standard streams, the
+# event loop's selector and wake-up pipe, the listening sockets, a margin.
+RESERVED_FILES = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +45,9 @@ class ServerOptions:
     inject_fault: bytes | None = None
     # Chat: SO_SNDBUF for each connection; None leaves the kernel's autotuning.
     send_buffer: int | None = None
+    # listen(2)'s backlog: connections the kernel queues until the server
+    # accepts them. The default asks for the most the kernel allows.
+    backlog: int = MAX_BACKLOG
 
 
 class Settable(Protocol):
@@ -49,6 +66,23 @@ def set_send_buffer(sock: Settable, size: int | None) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
 
 
+class HasFileno(Protocol):
+    """A socket of any of the frameworks, as far as polling it goes."""
+
+    def fileno(self) -> int: ...
+
+
+def queue_empty(listener: HasFileno) -> bool:
+    """True if no connection waits in a listening socket's accept queue (it is not readable).
+
+    poll(2) rather than select(2) or epoll: it needs no descriptor of its own
+    (it is asked while the process has none to spare) and takes any fd number.
+    """
+    poller = select.poll()
+    poller.register(listener.fileno(), select.POLLIN)
+    return not poller.poll(0)
+
+
 def allow_open_files(wanted: int) -> int:
     """Raise the soft open-files limit towards ``wanted``, as far as the hard limit allows.
 
@@ -61,6 +95,14 @@ def allow_open_files(wanted: int) -> int:
     new_soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
     resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
     return new_soft
+
+
+def system_backlog_limit() -> int | None:
+    """The kernel's cap on a listen backlog, where it can be read (Linux); else None."""
+    try:
+        return int(Path("/proc/sys/net/core/somaxconn").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def announce_listening(address: tuple[str, int] | tuple[str, int, int, int]) -> None:

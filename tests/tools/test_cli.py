@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+
+from echochat.options import system_backlog_limit
 from servers import IMPLS, echochat
 
 
@@ -24,7 +27,7 @@ def test_serve_help_explains_every_option() -> None:
     result = echochat("serve", "--help")
     assert result.returncode == 0
     for option in ["--impl", "--service", "--host", "--port", "--max-line", "--sendq",
-                   "--max-clients", "--server-name", "--log-level"]:  # fmt: skip
+                   "--max-clients", "--server-name", "--log-level", "--backlog"]:  # fmt: skip
         assert option in result.stdout
     for name in IMPLS:
         impl, _, loop = name.partition("+")
@@ -53,6 +56,8 @@ def test_bad_options_are_refused_with_a_clear_message() -> None:
         # More than any hard limit on open files allows.
         (["bench", "idle", "--clients", str(10**9)], "raise the limit (ulimit -n)"),
         (["experiment", "nonsense"], "invalid choice: 'nonsense'"),
+        (["serve", "--backlog", "0"], "must be from 1 to 65535"),
+        (["serve", "--backlog", "65536"], "must be from 1 to 65535"),
     ]:
         result = echochat(*args)
         assert result.returncode == 2, args
@@ -82,3 +87,29 @@ def test_trying_an_experiment_or_the_matrix_leaves_the_docs_figures_alone() -> N
     assert MATRIX_OUT.parts[0] == "build"
     assert parser.parse_args(["bench", "matrix"]).docs is False
     assert DOCS_FIGURES.parts == ("docs", "figures")
+
+
+def test_serve_help_states_the_backlog_default() -> None:
+    help_text = " ".join(echochat("serve", "--help").stdout.split())
+    assert "listen(2)'s backlog" in help_text
+    assert "Default: the system's maximum" in help_text
+    if system_backlog_limit() is not None:
+        assert f"(net.core.somaxconn, {system_backlog_limit()} here)" in help_text
+
+
+def test_max_clients_beyond_the_open_files_limit_is_refused_in_one_line() -> None:
+    """Under ``ulimit -n 200``, 136 clients fit (64 files are the server's own)."""
+    refused = echochat("serve", "--port", "0", "--max-clients", "137", open_files=200)
+    assert refused.returncode == 2
+    assert refused.stdout == ""
+    assert refused.stderr == (
+        "echochat: --max-clients 137 needs 201 open files (64 for the server itself), but at "
+        "most 200 are allowed, so 136 clients fit: raise the limit (ulimit -n 201 in the "
+        "shell, LimitNOFILE=201 in a systemd unit) or lower --max-clients\n"
+    )
+    # One fewer fits: the server starts (and is stopped by the busy port it is given).
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        fits = echochat("serve", "--port", port, "--max-clients", "136", open_files=200)
+    assert fits.returncode == 1, fits.stderr
+    assert f"cannot serve on 127.0.0.1:{port}" in fits.stderr

@@ -49,7 +49,16 @@ SCREENSHOTS = DOCS / "_build" / "screenshots"
 SCREENSHOT_PAGE = "sending"
 
 # One page per step of a connection's life; "timeouts" joins them with the keepalive code.
-STEPS = ("accepting", "reading", "sending", "broadcasting", "sendq", "errors", "shutdown")
+STEPS = (
+    "accepting",
+    "reading",
+    "sending",
+    "broadcasting",
+    "sendq",
+    "errors",
+    "shutdown",
+    "running-out",
+)
 # In the order of the page (the order on a phone).
 IMPLEMENTATIONS = tuple(adapter.key for adapter in ADAPTER_PACKAGES)
 PHONE = (390, 844)

@@ -26,7 +26,7 @@ import pytest
 import trio
 import uvloop
 from anyio.streams.buffered import BufferedByteReceiveStream
-from test_version_matrix import PROBES, Interpreter
+from test_version_matrix import PROBES, Interpreter, find_interpreter
 from test_version_matrix import run_probe as run_version_probe
 
 from flood import MiB, send_without_reading
@@ -53,6 +53,9 @@ def run_probe_on_uvloop(name: str) -> dict[str, Any]:
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         result: dict[str, Any] = runner.run(probe.main())
     return result
+
+
+ACCEPT_EMFILE = Path(__file__).parent / "minimal" / "accept_emfile.py"
 
 
 def run_minimal_anyio_echo(*args: str) -> tuple[int, int]:
@@ -192,9 +195,7 @@ def test_uvloop_low_water_mark_is_16_bytes() -> None:
         # Small kernel buffers on both sides: left to autotuning, loopback can
         # absorb the whole 4 MiB, and writing would never pause.
         writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
-        peer_writer.get_extra_info("socket").setsockopt(
-            socket.SOL_SOCKET, socket.SO_RCVBUF, 65536
-        )
+        peer_writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         limits = writer.transport.get_write_buffer_limits()
         writer.write(b"x" * (4 * MiB))  # The peer is not reading yet: writing pauses.
         drain = asyncio.ensure_future(writer.drain())
@@ -495,8 +496,9 @@ def test_asyncio_start_server_can_report_a_cancelled_handler() -> None:
 
 
 def test_trio_serve_tcp_closes_the_stream_when_the_handler_returns() -> None:
-    """Why the trio adapter's handler never closes its stream (trio
-    _highlevel_serve_listeners.py, _run_handler: aclose_forcefully)."""
+    """What the trio adapter's handle_connection does itself now that it accepts in its own
+    loop: close the stream when the handler returns (trio _highlevel_serve_listeners.py,
+    _run_handler: aclose_forcefully)."""
 
     async def handler(_: trio.SocketStream) -> None:
         return
@@ -609,3 +611,123 @@ def test_receives_cut_off_by_a_deadline_lose_no_bytes() -> None:
     anyio.run(anyio_scenario, backend="asyncio")
     anyio.run(anyio_scenario, backend="trio")
     asyncio.run(asyncio_scenario())
+
+
+def run_accept_emfile(kind: str, python: str = sys.executable) -> dict[str, Any]:
+    """The accept_emfile.py probe's findings; a probe that breaks or never ran out of
+    descriptors raises RuntimeError, which a strict xfail(raises=AssertionError) does not
+    take for the expected failure."""
+    ran = subprocess.run(
+        [python, "-I", str(ACCEPT_EMFILE), kind],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        # -I leaves out site-packages: give back where trio, anyio and uvloop are.
+        env=None if kind == "asyncio" else {"PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    if ran.returncode != 0 or ran.stderr:
+        raise RuntimeError(f"accept_emfile.py {kind} failed:\n{ran.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(ran.stdout)
+    if not result.get("filled"):
+        raise RuntimeError(f"the probe did not run out of descriptors: {result}")
+    return result
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="cpython#151615 (3.11.7, 3.12.1, 3.13.0): BaseSelectorEventLoop._accept_connection "
+    "does not return after an EMFILE; it calls accept() again up to `backlog` (100) times per "
+    "wake-up, each one reported (with its traceback) and each scheduling another retry 1 s "
+    "later; fixed by PR #151616. The asyncio adapters accept with sock_accept() instead",
+)
+@pytest.mark.parametrize("minor", ["3.11", "3.12", "3.13"])
+def test_asyncio_start_server_reports_running_out_once_per_wake_up(minor: str) -> None:
+    interpreter = find_interpreter(minor)
+    if isinstance(interpreter, str):
+        pytest.skip(interpreter)
+    result = run_accept_emfile("asyncio", interpreter.executable)
+    if result["reports_while_exhausted"] < 1:
+        raise RuntimeError(f"start_server never hit EMFILE: {result}")
+    assert result["reply"] == "hi\n", result  # It does recover, a second later.
+    assert result["reports_while_exhausted"] == 1, result
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="uvloop 0.23 accepts in libuv: on EMFILE or ENFILE, uv__server_io calls "
+    "uv__emfile_trick (libuv src/unix/stream.c), which closes a spare descriptor, then accepts "
+    "and closes every queued connection, silently; the asyncio adapters accept with "
+    "sock_accept() instead",
+)
+def test_uvloop_serves_a_client_queued_while_out_of_descriptors() -> None:
+    result = run_accept_emfile("uvloop")
+    assert result["reply"] == "hi\n", result
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="trio 0.35 serve_listeners (trio/_highlevel_serve_listeners.py, _serve_one_listener) "
+    "logs an ERROR with a traceback on every 100 ms retry; the trio adapter has its own loop",
+)
+def test_trio_serve_tcp_logs_running_out_once() -> None:
+    result = run_accept_emfile("trio")
+    assert result["reply"] == "hi\n", result  # It does recover: this part holds.
+    if result["reports_while_exhausted"] < 1:
+        raise RuntimeError(f"serve_tcp never hit EMFILE: {result}")
+    assert result["reports_while_exhausted"] == 1, result
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="anyio 4.16 Listener.serve (anyio/abc/_sockets.py) handles no accept() error: EMFILE "
+    "ends it (an OSError on the asyncio backend, BrokenResourceError from it on trio's); the "
+    "anyio adapter has its own loop",
+)
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_anyio_serve_survives_running_out_of_descriptors(backend: str) -> None:
+    result = run_accept_emfile(f"anyio-{backend}")
+    assert "serve_raised" not in result, result
+    assert result["reply"] == "hi\n", result
+
+
+def test_asyncio_sock_accept_does_not_suspend_when_a_connection_waits() -> None:
+    """Why the asyncio adapter's accept_loop yields after each connection: sock_accept()
+    accepts at once when it can (BaseSelectorEventLoop._sock_accept sets the future's result
+    before sock_accept awaits it, Lib/asyncio/selector_events.py), and awaiting a done future
+    does not suspend, so a loop over it starves every other task while connections wait."""
+
+    async def scenario() -> tuple[int, int]:
+        other_task_ran = 0
+
+        async def other() -> None:
+            nonlocal other_task_ran
+            while True:
+                other_task_ran += 1
+                await asyncio.sleep(0)
+
+        with socket.create_server(("127.0.0.1", 0), backlog=64) as listener:
+            listener.setblocking(False)
+            port = listener.getsockname()[1]
+            # Connected: on loopback the 20 are in the accept queue once connect() returns.
+            clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
+            loop = asyncio.get_running_loop()
+            ticker = asyncio.create_task(other())
+            await asyncio.sleep(0)  # The ticker starts ...
+            before = other_task_ran
+            for _ in clients:  # ... and never runs again while 20 are accepted.
+                sock, _ = await loop.sock_accept(listener)
+                sock.close()
+            ran_meanwhile = other_task_ran - before
+            ticker.cancel()
+            for client in clients:
+                client.close()
+        return before, ran_meanwhile
+
+    started, ran_meanwhile = asyncio.run(scenario())
+    assert started == 1
+    assert ran_meanwhile == 0

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any
 
 import anyio
-from anyio.abc import SocketAttribute, SocketStream
+from anyio.abc import SocketAttribute, SocketListener, SocketStream, TaskGroup
 
 from echochat.anyio_impl.chat import ChatService
 from echochat.anyio_impl.echo import EchoService
-from echochat.options import ServerOptions, announce_listening
+from echochat.core import AcceptPacer
+from echochat.options import ServerOptions, announce_listening, queue_empty
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +34,18 @@ async def serve(options: ServerOptions) -> None:
         # Every connection's task lives in this task group, so leaving it
         # waits for all of them: no connection outlives the server.
         async with anyio.create_task_group() as handlers:
-            listener = await anyio.create_tcp_listener(
-                local_host=options.host, local_port=options.port
+            listeners = await anyio.create_tcp_listener(
+                local_host=options.host, local_port=options.port, backlog=options.backlog
             )
-            async with listener, anyio.create_task_group() as accepting:
-                address = listener.extra(SocketAttribute.local_address)
+            async with anyio.create_task_group() as accepting:
+                for listener in listeners.listeners:
+                    assert isinstance(listener, SocketListener)  # A TCP listener's parts are.
+                    accepting.start_soon(
+                        accept_loop, listener, handlers, partial(handle_connection, service)
+                    )
+                address = listeners.extra(SocketAttribute.local_address)
                 assert isinstance(address, tuple)  # An IP socket, not a UNIX one.
                 announce_listening(address)
-                accepting.start_soon(listener.serve, partial(handle_connection, service), handlers)
                 async for signum in signals:
                     log.info("%s: shutting down", signal.Signals(signum).name)
                     break
@@ -47,8 +53,45 @@ async def serve(options: ServerOptions) -> None:
             service.shutdown()
 
 
+async def accept_loop(
+    listener: SocketListener,
+    handlers: TaskGroup,
+    # anyio's start_soon() takes coroutine functions only, where trio's takes any awaitable.
+    handler: Callable[[SocketStream], Coroutine[Any, Any, None]],
+) -> None:
+    """Accept connections until cancelled, pausing while the process is out of descriptors.
+
+    Not Listener.serve(), which is ``while True: task_group.start_soon(handler, await
+    self.accept())`` (anyio/abc/_sockets.py, anyio 4.16): the first EMFILE ends it and
+    the server with it. On the asyncio backend accept() raises the OSError itself;
+    on the trio backend a BrokenResourceError raised from it (_convert_socket_error,
+    anyio/_backends/_trio.py). test_framework_traps.py pins both down.
+    """
+    pacer = AcceptPacer()
+    listening_socket = listener.extra(SocketAttribute.raw_socket)
+    async with listener:
+        while True:
+            try:
+                stream = await listener.accept()
+            except (OSError, anyio.BrokenResourceError) as error:
+                # The trio backend raises BrokenResourceError from the OSError.
+                cause = error if isinstance(error, OSError) else error.__cause__
+                code = cause.errno if isinstance(cause, OSError) else None
+                if (retry := pacer.failed(code, anyio.current_time())) is None:
+                    raise
+                if retry.warning is not None:
+                    log.warning(retry.warning)
+                await anyio.sleep(retry.pause)
+                continue
+            if pacer.pausing and (
+                warning := pacer.accepted(anyio.current_time(), queue_empty(listening_socket))
+            ):
+                log.warning(warning)
+            handlers.start_soon(handler, stream)
+
+
 async def handle_connection(service: ChatService | EchoService, stream: SocketStream) -> None:
-    """One connection's task; unlike trio's serve_tcp, anyio's serve() leaves closing to us."""
+    """One connection's task; it closes the stream when done."""
     pause_reading_until_received(stream)
     try:
         async with stream:

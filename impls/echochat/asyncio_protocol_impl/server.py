@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Collection
+import socket
+from collections.abc import Callable, Collection
 
 from echochat.asyncio_protocol_impl.chat import ChatConnection, ChatService
 from echochat.asyncio_protocol_impl.echo import EchoConnection, EchoService
-from echochat.loops import asyncio_loop_factory
-from echochat.options import ServerOptions, announce_listening
+from echochat.core import AcceptPacer
+from echochat.loops import asyncio_loop_factory, listening_socket
+from echochat.options import ServerOptions, announce_listening, queue_empty
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +31,43 @@ async def serve(options: ServerOptions) -> None:
     # No handler tasks: the loop calls each connection's Protocol methods
     # itself. If one raises, the transport logs it and closes that
     # connection (connection_lost() still runs); the server goes on.
-    server = await loop.create_server(service.protocol_factory, options.host, options.port)
-    announce_listening(server.sockets[0].getsockname())
-    await stop.wait()
-    server.close()  # Stop accepting; connections stay open (3.13 adds close_clients()).
+    with listening_socket(options.host, options.port, options.backlog) as listener:
+        announce_listening(listener.getsockname())
+        accepting = asyncio.create_task(accept_loop(listener, service.protocol_factory))
+        await stop.wait()
+        accepting.cancel()  # Stop accepting; connections stay open.
+        await asyncio.wait([accepting])
     service.shutdown()
     await wait_closed(service.connections)
-    await server.wait_closed()
+
+
+async def accept_loop(
+    listener: socket.socket, protocol_factory: Callable[[], asyncio.Protocol]
+) -> None:
+    """Accept connections until cancelled, pausing while the process is out of descriptors.
+
+    asyncio_impl/server.py's accept_loop, which says why it is not the loop's own,
+    except that each socket is put under a Protocol here, with the public
+    connect_accepted_socket(), instead of getting a task.
+    """
+    loop = asyncio.get_running_loop()
+    pacer = AcceptPacer()
+    while True:
+        try:
+            sock, _ = await loop.sock_accept(listener)
+        except OSError as error:
+            if (retry := pacer.failed(error.errno, loop.time())) is None:
+                raise
+            if retry.warning is not None:
+                log.warning(retry.warning)
+            await asyncio.sleep(retry.pause)
+            continue
+        if pacer.pausing and (warning := pacer.accepted(loop.time(), queue_empty(listener))):
+            log.warning(warning)
+        try:
+            await loop.connect_accepted_socket(protocol_factory, sock)
+        except OSError:
+            sock.close()  # Reset before it could be wrapped: nothing to serve.
 
 
 def stop_on_signal(signum: int, stop: asyncio.Event) -> None:

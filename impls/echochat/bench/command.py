@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+from echochat.bench import storm
 from echochat.bench.chat import run_chat
 from echochat.bench.contract import run_contract_suite
 from echochat.bench.echo import MINIMAL, measure, start_echochat, start_minimal
@@ -24,6 +26,7 @@ from echochat.bench.matrix import (
     update_docs_page,
 )
 from echochat.bench.native import ClientChoice, load_generator
+from echochat.experiments import Settings
 from echochat.launch import ServerUnderTest
 from echochat.registry import CONTRACT_CONFIGURATIONS
 
@@ -35,37 +38,60 @@ DOCS_FIGURES = Path("docs/figures")
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    if args.kind == "compare":
-        out = args.out or COMPARE_OUT
-        outcomes = run_contract_suite(Path.cwd(), out, args.contract_filter)
-        print(summarise_contract(outcomes, list(CONTRACT_CONFIGURATIONS)), flush=True)
-        print(f"pytest's output, with any failure's details: {out / 'contract.log'}", flush=True)
-        if args.contract_only:
-            return 0
-        return report_matrix(quick=True, out=out, docs=False, client=args.client)
-    if args.kind == "matrix":
-        out = args.out or (DOCS_FIGURES if args.docs else MATRIX_OUT)
-        return report_matrix(quick=args.quick, out=out, docs=args.docs, client=args.client)
-    if args.kind == "echo-cpu":
-        client, note = load_generator(args.client)
-        print(note, file=sys.stderr)
-        size = args.size or ECHO_CPU_SIZE
-        cells = run_echo_cpu(
-            client, size=size, rounds=args.rounds, duration=args.duration, trace=args.strace
-        )
-        print(report(cells, size))
+    """Run what ``echochat bench KIND`` asks for; the exit status."""
+    return RUNNERS[args.kind](args)
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    out = args.out or COMPARE_OUT
+    outcomes = run_contract_suite(Path.cwd(), out, args.contract_filter)
+    print(summarise_contract(outcomes, list(CONTRACT_CONFIGURATIONS)), flush=True)
+    print(f"pytest's output, with any failure's details: {out / 'contract.log'}", flush=True)
+    if args.contract_only:
         return 0
-    if args.kind == "echo":
-        starts = [
-            lambda: start_echochat(args.impl, args.loop),
-            lambda: start_minimal(MINIMAL[args.impl], args.loop),
-        ]
-        client, note = load_generator(args.client)
-        print(note, file=sys.stderr)
-        size = args.size or DEFAULT_ECHO_SIZE
-        results = measure(starts, [size], args.concurrency, args.duration, client=client)
-        print(json.dumps([asdict(result) for result in results], indent=2))
-        return 0
+    return report_matrix(quick=True, out=out, docs=False, client=args.client)
+
+
+def run_matrix_command(args: argparse.Namespace) -> int:
+    out = args.out or (DOCS_FIGURES if args.docs else MATRIX_OUT)
+    return report_matrix(quick=args.quick, out=out, docs=args.docs, client=args.client)
+
+
+def run_echo_cpu_command(args: argparse.Namespace) -> int:
+    client, note = load_generator(args.client)
+    print(note, file=sys.stderr)
+    size = args.size or ECHO_CPU_SIZE
+    cells = run_echo_cpu(
+        client, size=size, rounds=args.rounds, duration=args.duration, trace=args.strace
+    )
+    print(report(cells, size))
+    return 0
+
+
+def run_storm(args: argparse.Namespace) -> int:
+    settings = Settings(quick=args.quick, out=args.out or storm.DEFAULT_OUT)
+    storm_report = storm.run(settings)
+    print(storm_report.table())
+    paths = storm.save(storm_report, settings.out, settings)
+    print("written: " + ", ".join(str(path) for path in paths))
+    return 0
+
+
+def run_echo(args: argparse.Namespace) -> int:
+    starts = [
+        lambda: start_echochat(args.impl, args.loop),
+        lambda: start_minimal(MINIMAL[args.impl], args.loop),
+    ]
+    client, note = load_generator(args.client)
+    print(note, file=sys.stderr)
+    size = args.size or DEFAULT_ECHO_SIZE
+    results = measure(starts, [size], args.concurrency, args.duration, client=client)
+    print(json.dumps([asdict(result) for result in results], indent=2))
+    return 0
+
+
+def run_members(args: argparse.Namespace) -> int:
+    """``chat`` (a channel's fan-out) or ``idle`` (connected clients' memory)."""
     with ServerUnderTest.echochat(args.impl, "chat", loop=args.loop) as server:
         result = (
             run_chat(server, args.members)
@@ -74,6 +100,17 @@ def run_bench(args: argparse.Namespace) -> int:
         )
     print(json.dumps(asdict(result), indent=2))
     return 0
+
+
+RUNNERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "compare": run_compare,
+    "matrix": run_matrix_command,
+    "echo-cpu": run_echo_cpu_command,
+    "storm": run_storm,
+    "echo": run_echo,
+    "chat": run_members,
+    "idle": run_members,
+}
 
 
 def report_matrix(quick: bool, out: Path, docs: bool, client: ClientChoice) -> int:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from functools import partial
 
 import trio
 
-from echochat.options import ServerOptions, announce_listening
+from echochat.core import AcceptPacer
+from echochat.options import ServerOptions, announce_listening, queue_empty
 from echochat.trio_impl.chat import ChatService
 from echochat.trio_impl.echo import EchoService
 
@@ -28,16 +30,14 @@ async def serve(options: ServerOptions) -> None:
         # Every connection's task lives in this nursery, so leaving it
         # waits for all of them: no connection outlives the server.
         async with trio.open_nursery() as handlers:
+            listeners = await trio.open_tcp_listeners(
+                options.port, host=options.host, backlog=options.backlog
+            )
             async with trio.open_nursery() as accepting:
-                listeners = await accepting.start(
-                    partial(
-                        trio.serve_tcp,
-                        partial(handle_connection, service),
-                        options.port,
-                        host=options.host,
-                        handler_nursery=handlers,
+                for listener in listeners:
+                    accepting.start_soon(
+                        accept_loop, listener, handlers, partial(handle_connection, service)
                     )
-                )
                 announce_listening(listeners[0].socket.getsockname())
                 async for signum in signals:
                     log.info("%s: shutting down", signal.Signals(signum).name)
@@ -46,10 +46,43 @@ async def serve(options: ServerOptions) -> None:
             service.shutdown()
 
 
+async def accept_loop(
+    listener: trio.SocketListener,
+    handlers: trio.Nursery,
+    handler: Callable[[trio.SocketStream], Awaitable[None]],
+) -> None:
+    """Accept connections until cancelled, pausing while the process is out of descriptors.
+
+    What trio's serve_listeners does (trio/_highlevel_serve_listeners.py,
+    _serve_one_listener: sleep 100 ms on EMFILE, ENFILE, ENOMEM, ENOBUFS), except
+    that it logs an ERROR with a traceback on every retry, ten a second for as
+    long as descriptors stay short; test_framework_traps.py pins that down.
+    """
+    pacer = AcceptPacer()
+    listening_socket = listener.socket
+    async with listener:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as error:
+                if (retry := pacer.failed(error.errno, trio.current_time())) is None:
+                    raise
+                if retry.warning is not None:
+                    log.warning(retry.warning)
+                await trio.sleep(retry.pause)
+                continue
+            if pacer.pausing and (
+                warning := pacer.accepted(trio.current_time(), queue_empty(listening_socket))
+            ):
+                log.warning(warning)
+            handlers.start_soon(handler, stream)
+
+
 async def handle_connection(service: ChatService | EchoService, stream: trio.SocketStream) -> None:
-    """One connection's task; serve_tcp closes the stream when it returns."""
+    """One connection's task; it closes the stream when done."""
     try:
-        await service.handle_client(stream)
+        async with stream:
+            await service.handle_client(stream)
     except Exception:
         # Without this, one connection's bug would crash the whole server.
         log.exception("connection failed")

@@ -5,6 +5,7 @@ selector module (an import-linter contract and a test check this), so the
 same decisions drive the asyncio, trio and anyio adapters.
 """
 
+from echochat.core.accepting import AcceptPacer, Retry
 from echochat.core.chat import ChatCore
 from echochat.core.echo import EchoCore
 from echochat.core.effects import Close, ConnId, Effect, Send
@@ -15,6 +16,7 @@ from echochat.core.version import __version__
 __all__ = [
     "CLOSE_GRACE",
     "READ_SIZE",
+    "AcceptPacer",
     "ChatCore",
     "Close",
     "ConnId",
@@ -24,6 +26,7 @@ __all__ = [
     "Line",
     "LineFramer",
     "LineTooLong",
+    "Retry",
     "Send",
     "__version__",
 ]
