@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
@@ -731,3 +732,45 @@ def test_asyncio_sock_accept_does_not_suspend_when_a_connection_waits() -> None:
     started, ran_meanwhile = asyncio.run(scenario())
     assert started == 1
     assert ran_meanwhile == 0
+
+
+SIGNAL_PENDING_AT_CLOSE = """
+import signal, sys, trio
+
+async def main() -> None:
+    if sys.argv[1] == "ignore-first":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with trio.open_signal_receiver(signal.SIGTERM) as signals:
+        signal.raise_signal(signal.SIGTERM)
+        async for _ in signals:
+            break
+        signal.raise_signal(signal.SIGTERM)  # Pending when the receiver closes.
+        await trio.lowlevel.checkpoint()
+    print("survived", flush=True)
+
+trio.run(main)
+"""
+
+
+@pytest.mark.parametrize("before", ["default", "ignore-first"])
+def test_trio_raises_a_pending_signal_again_when_its_receiver_closes(before: str) -> None:
+    """Why the trio and anyio adapters set SIGINT and SIGTERM to SIG_IGN before receiving them.
+
+    A second SIGTERM during shutdown is received but not consumed; when the
+    receiver closes, trio raises it again under the handler from before it
+    opened: by default that ends the process, with SIG_IGN nothing happens.
+    """
+    ran = subprocess.run(
+        [sys.executable, "-c", SIGNAL_PENDING_AT_CLOSE, before],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if before == "default":
+        # Raised again as the receiver closes, or, if it was still on its way in,
+        # as trio hands it over afterwards: either way before the process ends.
+        assert ran.returncode == -signal.SIGTERM, ran
+    else:
+        assert ran.returncode == 0, ran
+        assert ran.stdout == "survived\n"
