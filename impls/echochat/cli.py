@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import importlib
 import importlib.util
 import logging
+import secrets
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,6 +26,7 @@ from echochat.core.limits import (
     DEFAULT_SENDQ,
     DEFAULT_SERVER_NAME,
 )
+from echochat.core.passwords import SALT_BYTES, PasswordHash, hash_password
 from echochat.experiments import DEFAULT_OUT, EXPERIMENTS, Settings
 from echochat.options import ServerOptions, allow_open_files
 from echochat.registry import BY_NAME
@@ -165,6 +168,30 @@ def build_parser() -> argparse.ArgumentParser:
         "megabytes in the kernel before its SendQ fills",
     )
     serve.add_argument(
+        "--motd",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="chat: the message of the day, read from FILE (UTF-8) at start. Default: 422",
+    )
+    serve.add_argument(
+        "--password-hash",
+        type=_password_hash,
+        default=None,
+        metavar="HASH",
+        help="chat: clients must send PASS with this password before registering; HASH is "
+        "what 'echochat hash-password' prints (never the password itself)",
+    )
+    serve.add_argument(
+        "--oper",
+        type=_oper,
+        action="append",
+        default=[],
+        metavar="NAME:HASH",
+        help="chat: a server operator, who becomes one with 'OPER NAME <password>'; HASH "
+        "from 'echochat hash-password'. Repeatable",
+    )
+    serve.add_argument(
         "--inject-fault",
         metavar="TEXT",
         default=None,
@@ -176,6 +203,16 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         default="info",
         help="how much to log to stderr",
+    )
+    commands.add_parser(
+        "hash-password",
+        help="print the hash of a password, for --password-hash and --oper",
+        description=(
+            "Read a password and print its salted scrypt hash. The password is read from a "
+            "prompt that does not echo it, or, when standard input is not a terminal (a "
+            "script), from its first line. Never from the command line, where other users "
+            "and the shell history could read it."
+        ),
     )
     experiment = commands.add_parser(
         "experiment",
@@ -249,6 +286,40 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _password_hash(text: str) -> PasswordHash:
+    try:
+        return PasswordHash.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _oper(text: str) -> tuple[str, PasswordHash]:
+    name, colon, encoded = text.partition(":")
+    if not colon or not name:
+        raise argparse.ArgumentTypeError("must be NAME:HASH")
+    return name, _password_hash(encoded)
+
+
+def hash_password_command() -> int:
+    """``echochat hash-password``: one password in, its hash out."""
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("echochat: the passwords differ", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    if not password:
+        print("echochat: empty password", file=sys.stderr)
+        return 1
+    print(hash_password(password, secrets.token_bytes(SALT_BYTES)))
+    return 0
+
+
+def _read_motd(path: Path) -> tuple[str, ...]:
+    return tuple(path.read_text(encoding="utf-8").splitlines())
+
+
 def _non_negative(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -265,31 +336,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         from echochat.bench.command import run_bench  # noqa: PLC0415  (optional extras)
 
         return run_bench(args)
+    if args.command == "hash-password":
+        return hash_password_command()
     if args.command != "serve":
         parser.print_help(sys.stderr)
         return 2
     try:
-        limits = Limits(
-            max_line=args.max_line,
-            sendq=args.sendq,
-            max_clients=args.max_clients,
-            server_name=args.server_name,
-            registration_timeout=args.registration_timeout,
-            ping_interval=args.ping_interval,
-            ping_timeout=args.ping_timeout,
-            flood_burst=args.flood_burst,
-            flood_rate=args.flood_rate,
-            recvq=args.recvq,
-            max_per_ip=args.max_per_ip,
-        )
-    except ValueError as error:
+        limits = _limits_from(args)
+    except (ValueError, OSError) as error:
         parser.error(str(error))
     implementation = BY_NAME[args.impl]
     if args.loop == "uvloop":
-        if args.loop not in implementation.loops:
-            parser.error(f"--loop uvloop needs an implementation on asyncio, not {args.impl}")
-        if importlib.util.find_spec("uvloop") is None:
-            parser.error("--loop uvloop needs uvloop: pip install 'echochat[uvloop]'")
+        _check_uvloop(parser, implementation.loops, args.impl)
     port = DEFAULT_PORTS[args.service] if args.port is None else args.port
     options = ServerOptions(
         service=args.service,
@@ -329,6 +387,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     log.info("stopped")
     return 0
+
+
+def _check_uvloop(parser: argparse.ArgumentParser, loops: Sequence[str], impl: str) -> None:
+    if "uvloop" not in loops:
+        parser.error(f"--loop uvloop needs an implementation on asyncio, not {impl}")
+    if importlib.util.find_spec("uvloop") is None:
+        parser.error("--loop uvloop needs uvloop: pip install 'echochat[uvloop]'")
+
+
+def _limits_from(args: argparse.Namespace) -> Limits:
+    """The chat limits of ``echochat serve``; reads the MOTD file (OSError if it cannot)."""
+    return Limits(
+        max_line=args.max_line,
+        sendq=args.sendq,
+        max_clients=args.max_clients,
+        server_name=args.server_name,
+        registration_timeout=args.registration_timeout,
+        ping_interval=args.ping_interval,
+        ping_timeout=args.ping_timeout,
+        flood_burst=args.flood_burst,
+        flood_rate=args.flood_rate,
+        recvq=args.recvq,
+        max_per_ip=args.max_per_ip,
+        motd=None if args.motd is None else _read_motd(args.motd),
+        password_hash=args.password_hash,
+        opers=tuple(args.oper),
+    )
 
 
 def run_experiments(name: str, settings: Settings) -> int:

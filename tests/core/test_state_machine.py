@@ -414,21 +414,24 @@ class ChatMachine(RuleBasedStateMachine):
             if isinstance(effect, Send) and effect.conn == conn
             for line in split_lines(effect.data)
         ]
-        counts = {m.command: m for m in replies if m.command in ("251", "253", "254", "255")}
+        counts = {m.command: m for m in replies if m.command in ("251", "253", "254", "255", "265")}
         if not counts or conn not in self.open:
             # Not registered, the line finished a partial one, or the reply
             # overflowed the SendQ part-way.
             return
         # A small max_line may cut the texts short, never the counts in the middle.
-        total = users + unknown
-        assert f"There are {users} users and 0 invisible on 1 servers".startswith(
+        invisible = sum(1 for c in self.core._clients.values() if c.registered and "i" in c.modes)
+        visible = users - invisible
+        assert f"There are {visible} users and {invisible} invisible on 1 servers".startswith(
             counts["251"].params[-1]
         )
         assert ("253" in counts) == (unknown > 0)
         if unknown:
             assert counts["253"].params[1] == str(unknown)
         assert counts["254"].params[1] == str(channels)
-        assert f"I have {total} clients and 0 servers".startswith(counts["255"].params[-1])
+        assert f"I have {users} clients and 0 servers".startswith(counts["255"].params[-1])
+        if "265" in counts:
+            assert counts["265"].params[1] == str(users)
 
     @precondition(lambda self: set(self.known) - self.open)
     @rule(index=st.integers(0), data=GARBAGE)
