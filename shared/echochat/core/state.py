@@ -192,7 +192,9 @@ class Channel:
         """Whether a message from ``client`` reaches the channel (+n, +m, +b; 404 if not)."""
         conn = client.conn
         if conn not in self.members:
-            return "n" not in self.modes and not self.is_banned(client)
+            # +m silences outsiders too: they can have no voice.
+            modes = self.modes
+            return "n" not in modes and "m" not in modes and not self.is_banned(client)
         if conn in self.ops or conn in self.voiced:
             return True
         return "m" not in self.modes and conn not in self.banned
