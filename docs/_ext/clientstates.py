@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from echochat.core import ChatCore, Close, Effect, Limits, Send
-from echochat.core.chat import _HANDLERS, _PRE_REGISTRATION
+from echochat.core.commands import HANDLERS, PRE_REGISTRATION
 
 HOST = "192.0.2.1"  # TEST-NET-1: an address no real client has.
 OTHER_HOST = "192.0.2.2"
@@ -286,8 +286,8 @@ def summarise(
         edges=edges,
         everywhere=everywhere,
         table=table,
-        before_registration=sorted(_PRE_REGISTRATION),
-        commands=sorted(_HANDLERS),
+        before_registration=sorted(PRE_REGISTRATION),
+        commands=sorted(HANDLERS),
         limits=Limits(),
     )
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import importlib
 import importlib.util
 import logging
 import re
+import secrets
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,6 +27,7 @@ from echochat.core.limits import (
     DEFAULT_SENDQ,
     DEFAULT_SERVER_NAME,
 )
+from echochat.core.passwords import SALT_BYTES, PasswordHash, hash_password
 from echochat.experiments import DEFAULT_OUT, EXPERIMENTS, Settings
 from echochat.options import (
     MAX_BACKLOG,
@@ -194,6 +197,30 @@ def build_parser() -> argparse.ArgumentParser:
         "megabytes in the kernel before its SendQ fills",
     )
     serve.add_argument(
+        "--motd",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="chat: the message of the day, read from FILE (UTF-8) at start. Default: 422",
+    )
+    serve.add_argument(
+        "--password-hash",
+        type=_password_hash,
+        default=None,
+        metavar="HASH",
+        help="chat: clients must send PASS with this password before registering; HASH is "
+        "what 'echochat hash-password' prints (never the password itself)",
+    )
+    serve.add_argument(
+        "--oper",
+        type=_oper,
+        action="append",
+        default=[],
+        metavar="NAME:HASH",
+        help="chat: a server operator, who becomes one with 'OPER NAME <password>'; HASH "
+        "from 'echochat hash-password'. Repeatable",
+    )
+    serve.add_argument(
         "--inject-fault",
         metavar="TEXT",
         default=None,
@@ -205,6 +232,16 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         default="info",
         help="how much to log to stderr",
+    )
+    commands.add_parser(
+        "hash-password",
+        help="print the hash of a password, for --password-hash and --oper",
+        description=(
+            "Read a password and print its salted scrypt hash. The password is read from a "
+            "prompt that does not echo it, or, when standard input is not a terminal (a "
+            "script), from its first line. Never from the command line, where other users "
+            "and the shell history could read it."
+        ),
     )
     experiment = commands.add_parser(
         "experiment",
@@ -234,6 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_DefaultsFormatter,
     )
     demo.add_argument("--seconds", type=_positive_seconds, default=20.0, help="how long to flood")
+    _add_bench_parser(commands)
+    return parser
+
+
+def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bench = commands.add_parser(
         "bench",
         help="benchmark the implementations side by side (make compare, make bench)",
@@ -316,7 +358,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="matrix: write the figures into docs/figures and the table into "
         "docs/performance.md (what 'make bench' does)",
     )
-    return parser
 
 
 def _whole_number(text: str) -> int:
@@ -377,6 +418,40 @@ def _rate(text: str) -> float:
     return value
 
 
+def _password_hash(text: str) -> PasswordHash:
+    try:
+        return PasswordHash.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _oper(text: str) -> tuple[str, PasswordHash]:
+    name, colon, encoded = text.partition(":")
+    if not colon or not name:
+        raise argparse.ArgumentTypeError("must be NAME:HASH")
+    return name, _password_hash(encoded)
+
+
+def hash_password_command() -> int:
+    """``echochat hash-password``: one password in, its hash out."""
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("echochat: the passwords differ", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    if not password:
+        print("echochat: empty password", file=sys.stderr)
+        return 1
+    print(hash_password(password, secrets.token_bytes(SALT_BYTES)))
+    return 0
+
+
+def _read_motd(path: Path) -> tuple[str, ...]:
+    return tuple(path.read_text(encoding="utf-8").splitlines())
+
+
 def _port(text: str) -> int:
     value = _whole_number(text)
     if not 0 <= value <= 65535:
@@ -396,6 +471,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "bench":
         return bench(parser, args)
+    if args.command == "hash-password":
+        return hash_password_command()
     if args.command != "serve":
         parser.print_help(sys.stderr)
         return 2
@@ -405,20 +482,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """``echochat serve``: check the options, then run the server until a signal stops it."""
     try:
-        limits = Limits(
-            max_line=args.max_line,
-            sendq=args.sendq,
-            max_clients=args.max_clients,
-            server_name=args.server_name,
-            registration_timeout=args.registration_timeout,
-            ping_interval=args.ping_interval,
-            ping_timeout=args.ping_timeout,
-            flood_burst=args.flood_burst,
-            flood_rate=args.flood_rate,
-            recvq=args.recvq,
-            max_per_ip=args.max_per_ip,
-        )
-    except ValueError as error:
+        limits = _limits_from(args)
+    except (ValueError, OSError) as error:
         parser.error(_option_names(str(error)))
     implementation = BY_NAME[args.impl]
     check_loop(parser, args.impl, args.loop)
@@ -513,6 +578,26 @@ def _option_names(message: str) -> str:
         option = "--" + field_name.replace("_", "-")
         message = re.sub(rf"(?<![-\w]){field_name}\b", option, message)
     return message
+
+
+def _limits_from(args: argparse.Namespace) -> Limits:
+    """The chat limits of ``echochat serve``; reads the MOTD file (OSError if it cannot)."""
+    return Limits(
+        max_line=args.max_line,
+        sendq=args.sendq,
+        max_clients=args.max_clients,
+        server_name=args.server_name,
+        registration_timeout=args.registration_timeout,
+        ping_interval=args.ping_interval,
+        ping_timeout=args.ping_timeout,
+        flood_burst=args.flood_burst,
+        flood_rate=args.flood_rate,
+        recvq=args.recvq,
+        max_per_ip=args.max_per_ip,
+        motd=None if args.motd is None else _read_motd(args.motd),
+        password_hash=args.password_hash,
+        opers=tuple(args.oper),
+    )
 
 
 def run_experiments(name: str, settings: Settings) -> int:

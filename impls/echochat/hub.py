@@ -14,6 +14,7 @@ It also reads the adapter's clock for the core, which keeps no time itself.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
@@ -44,7 +45,9 @@ class ChatHub:
     def __init__(self, options: ServerOptions, clock: Callable[[], float]) -> None:
         created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         self.options = options
-        self.core = ChatCore(options.limits, created=created)
+        # The core shows dates (TIME, 333, 317) from the adapter's clock plus this.
+        epoch = time.time() - clock()
+        self.core = ChatCore(options.limits, created=created, epoch=epoch)
         # The framework's monotonic clock, the one its deadlines are set on.
         self.clock = clock
         self.peers: dict[ConnId, Peer] = {}

@@ -21,17 +21,16 @@ def test_join_tells_every_member_and_sends_topic_and_names(connect: Connect) -> 
     alice, bob = registered(connect, 2)
     channel = unique_channel()
     lines = alice.join(channel)
+    # No 331 when there is no topic; the first member is the operator.
     assert lines == [
         f":{alice.nick}!u@127.0.0.1 JOIN {channel}",
-        f":{SERVER} 331 {alice.nick} {channel} :No topic is set",
-        f":{SERVER} 353 {alice.nick} = {channel} :{alice.nick}",
+        f":{SERVER} 353 {alice.nick} = {channel} :@{alice.nick}",
         f":{SERVER} 366 {alice.nick} {channel} :End of /NAMES list",
     ]
     # Channel names compare case-insensitively; the first spelling is kept.
     bob.send(f"JOIN {channel.upper()}")
     bob.expect(rf":{bob.nick}!u@127\.0\.0\.1 JOIN {channel}")
-    bob.expect(rf":{SERVER} 331 {bob.nick} {channel} :No topic is set")
-    bob.expect(rf":{SERVER} 353 {bob.nick} = {channel} :{alice.nick} {bob.nick}")
+    bob.expect(rf":{SERVER} 353 {bob.nick} = {channel} :@{alice.nick} {bob.nick}")
     bob.expect(rf":{SERVER} 366 {bob.nick} {channel} :End of /NAMES list")
     alice.expect(rf":{bob.nick}!u@127\.0\.0\.1 JOIN {channel}")
 
@@ -154,7 +153,7 @@ def test_names(connect: Connect) -> None:
     bob.join(channel)
     alice.sync()
     alice.send(f"NAMES {channel}", "NAMES #nowhere_at_all", "NAMES")
-    alice.expect(rf":{SERVER} 353 {alice.nick} = {channel} :{alice.nick} {bob.nick}")
+    alice.expect(rf":{SERVER} 353 {alice.nick} = {channel} :@{alice.nick} {bob.nick}")
     alice.expect(rf":{SERVER} 366 {alice.nick} {channel} :End of /NAMES list")
     alice.expect(rf":{SERVER} 366 {alice.nick} #nowhere_at_all :End of /NAMES list")
     alice.expect(rf":{SERVER} 366 {alice.nick} \* :End of /NAMES list")
@@ -168,11 +167,15 @@ def test_topic_query_set_and_errors(connect: Connect) -> None:
     alice.sync()
     alice.send(f"TOPIC {channel}")
     alice.expect(rf":{SERVER} 331 {alice.nick} {channel} :No topic is set")
-    bob.send(f"TOPIC {channel} :Release day: 1.0")
+    # A new channel is +t: only its operator (alice, who made it) sets the topic.
+    bob.send(f"TOPIC {channel} :mine now")
+    bob.expect(rf":{SERVER} 482 {bob.nick} {channel} :You're not channel operator")
+    alice.send(f"TOPIC {channel} :Release day: 1.0")
     for member in (alice, bob):
-        member.expect(rf":{bob.nick}!u@127\.0\.0\.1 TOPIC {channel} :Release day: 1\.0")
+        member.expect(rf":{alice.nick}!u@127\.0\.0\.1 TOPIC {channel} :Release day: 1\.0")
     outsider.send(f"TOPIC {channel}", f"TOPIC {channel} :hijack", "TOPIC #nowhere_at_all")
     outsider.expect(rf":{SERVER} 332 {outsider.nick} {channel} :Release day: 1\.0")
+    outsider.expect(rf":{SERVER} 333 {outsider.nick} {channel} {alice.nick}!u@127\.0\.0\.1 \d+")
     outsider.expect(rf":{SERVER} 442 {outsider.nick} {channel} :You're not on that channel")
     outsider.expect(rf":{SERVER} 403 {outsider.nick} #nowhere_at_all :No such channel")
     # A joiner gets the topic instead of 331.

@@ -19,9 +19,11 @@ def test_registration_nick_then_user(connect: Connect) -> None:
     )
     client.expect(rf":{SERVER} 002 {nick} :Your host is {SERVER}, running version echochat-\S+")
     client.expect(rf":{SERVER} 003 {nick} :This server was created .+")
-    client.expect(rf":{SERVER} 004 {nick} {SERVER} echochat-\S+ i n")
+    client.expect(rf":{SERVER} 004 {nick} {SERVER} echochat-\S+ iow biklmnostv bklov")
     isupport = client.expect(rf":{SERVER} 005 {nick} (.+) :are supported by this server").group(1)
-    for token in ["CASEMAPPING=ascii", "CHANTYPES=#", "NICKLEN=16", "CHANNELLEN=50", "UTF8ONLY"]:
+    isupport += " " + client.expect(rf":{SERVER} 005 {nick} (.+) :are supported by this server")[1]
+    # The full list is checked in tests/core/test_chat.py; here, that it arrives.
+    for token in ["CASEMAPPING=ascii", "NICKLEN=16", "PREFIX=(ov)@+", "CHANMODES=b,k,l,imnst"]:
         assert token in isupport.split()
     client.expect(rf":{SERVER} 422 {nick} :MOTD File is missing")
 
@@ -166,18 +168,21 @@ def test_mode_and_whois(connect: Connect) -> None:
     nick, peer = unique_nick(), unique_nick()
     client.register(nick)
     other.register(peer, user="pu", realname="Peer Person")
-    client.send(f"MODE {nick}", f"MODE {nick} +i", f"MODE {peer}")
+    client.send(f"MODE {nick}", f"MODE {nick} +X", f"MODE {peer}")
     client.expect(rf":{SERVER} 221 {nick} \+")
     client.expect(rf":{SERVER} 501 {nick} :Unknown MODE flag")
     client.expect(rf":{SERVER} 502 {nick} :.*")
     channel = "#m" + nick
     client.join(channel)
-    client.send(f"MODE {channel}", f"MODE {channel} +k key", "MODE #nonexistent" + nick)
-    client.expect(rf":{SERVER} 324 {nick} {channel} \+")
-    client.expect(rf":{SERVER} 472 {nick} k :is unknown mode char to me")
+    client.send(f"MODE {channel}", f"MODE {channel} +X", "MODE #nonexistent" + nick)
+    client.expect(rf":{SERVER} 324 {nick} {channel} \+nt")
+    client.expect(rf":{SERVER} 329 {nick} {channel} \d+")
+    client.expect(rf":{SERVER} 472 {nick} X :is unknown mode char to me")
     client.expect(rf":{SERVER} 403 {nick} #nonexistent{nick} :No such channel")
     client.send(f"WHOIS {peer}", "WHOIS nobody" + nick)
     client.expect(rf":{SERVER} 311 {nick} {peer} pu 127\.0\.0\.1 \* :Peer Person")
+    client.expect(rf":{SERVER} 312 {nick} {peer} {SERVER} :.*")
+    client.expect(rf":{SERVER} 317 {nick} {peer} \d+ \d+ :seconds idle, signon time")
     client.expect(rf":{SERVER} 318 {nick} {peer} :End of /WHOIS list")
     client.expect(rf":{SERVER} 401 {nick} nobody{nick} :No such nick/channel")
     client.expect(rf":{SERVER} 318 {nick} nobody{nick} :End of /WHOIS list")
@@ -239,7 +244,7 @@ def test_who_lists_channel_members_and_ban_list_is_empty(connect: Connect) -> No
     alice.sync()
     alice.send(f"WHO {channel}", f"MODE {channel} b", f"WHO {bob.nick}")
     alice.expect(
-        rf":{SERVER} 352 {alice.nick} {channel} al 127\.0\.0\.1 {SERVER} {alice.nick} H :0 Alice A"
+        rf":{SERVER} 352 {alice.nick} {channel} al 127\.0\.0\.1 {SERVER} {alice.nick} H@ :0 Alice A"
     )
     alice.expect(
         rf":{SERVER} 352 {alice.nick} {channel} bo 127\.0\.0\.1 {SERVER} {bob.nick} H :0 Bob B"

@@ -31,8 +31,11 @@ def registered_pair(harness: Harness, channel: str = "#a") -> tuple[int, int]:
 # -- Registration ------------------------------------------------------------------------
 
 
+WELCOME = ["001", "002", "003", "004", "005", "005", "422"]
+
+
 def check_welcome(lines: list[str], nick: str, user: str) -> None:
-    assert commands(lines) == ["001", "002", "003", "004", "005", "422"], lines
+    assert commands(lines) == WELCOME, lines
     parsed = [parse_line(line) for line in lines]
     for message in parsed:
         assert message.prefix == SERVER
@@ -42,10 +45,23 @@ def check_welcome(lines: list[str], nick: str, user: str) -> None:
     assert SERVER in parsed[1].params[-1]
     assert f"echochat-{__version__}" in parsed[1].params[-1]
     assert CREATED in parsed[2].params[-1]
-    assert lines[3] == f":{SERVER} 004 {nick} {SERVER} echochat-{__version__} i n"
-    tokens = set(parsed[4].params[1:-1])
-    assert {"CASEMAPPING=ascii", "CHANTYPES=#", "NICKLEN=16", "CHANNELLEN=50", "UTF8ONLY"} <= tokens
-    assert lines[5] == f":{SERVER} 422 {nick} :MOTD File is missing"
+    version = f"echochat-{__version__}"
+    assert lines[3] == f":{SERVER} 004 {nick} {SERVER} {version} iow biklmnostv bklov"
+    tokens = set(parsed[4].params[1:-1]) | set(parsed[5].params[1:-1])
+    assert {
+        "CASEMAPPING=ascii",
+        "CHANTYPES=#",
+        "NICKLEN=16",
+        "CHANNELLEN=50",
+        "UTF8ONLY",
+        "PREFIX=(ov)@+",
+        "CHANMODES=b,k,l,imnst",
+        "STATUSMSG=@+",
+        "CHANLIMIT=#:50",
+        "MODES=6",
+    } <= tokens
+    assert all(len(message.params) <= 15 for message in parsed[4:6])
+    assert lines[-1] == f":{SERVER} 422 {nick} :MOTD File is missing"
 
 
 def test_register_nick_then_user() -> None:
@@ -262,10 +278,10 @@ def test_join_replies() -> None:
     h.send(alice, "JOIN #a")
     lines = h.take(alice)
     assert lines[0] == f":{prefix_of('alice')} JOIN #a"
-    assert commands(lines[1:]) == ["331", "353", "366"]
-    assert parse_line(lines[1]).params[:2] == ["alice", "#a"]
-    assert lines[2] == f":{SERVER} 353 alice = #a :alice"
-    assert lines[3] == f":{SERVER} 366 alice #a :End of /NAMES list"
+    # No 331 on JOIN: a channel without a topic says nothing about it.
+    assert commands(lines[1:]) == ["353", "366"]
+    assert lines[1] == f":{SERVER} 353 alice = #a :@alice"
+    assert lines[2] == f":{SERVER} 366 alice #a :End of /NAMES list"
     assert h.core.channel_count == 1
 
     bob = h.register("bob")
@@ -274,8 +290,8 @@ def test_join_replies() -> None:
     assert h.take(alice) == [join]
     lines = h.take(bob)
     assert lines[0] == join
-    assert commands(lines) == ["JOIN", "331", "353", "366"]
-    assert set(parse_line(lines[2]).params[-1].split()) == {"alice", "bob"}
+    assert commands(lines) == ["JOIN", "353", "366"]
+    assert set(parse_line(lines[1]).params[-1].split()) == {"@alice", "bob"}
     assert h.core.channel_count == 1
 
 
@@ -283,7 +299,7 @@ def test_join_several_channels_and_rejoin_does_nothing() -> None:
     h = Harness()
     alice = h.register("alice")
     h.send(alice, "JOIN #a,#b")
-    assert commands(h.take(alice)) == ["JOIN", "331", "353", "366"] * 2
+    assert commands(h.take(alice)) == ["JOIN", "353", "366"] * 2
     assert h.core.channel_count == 2
     h.send(alice, "JOIN #a")
     assert h.take(alice) == []
@@ -440,7 +456,7 @@ def test_names() -> None:
         assert commands(lines) == ["353", "366"]
         nick = "alice" if who == alice else "carol"
         assert parse_line(lines[0]).params[:3] == [nick, "=", "#a"]
-        assert sorted(parse_line(lines[0]).params[-1].split()) == ["alice", "bob"]
+        assert sorted(parse_line(lines[0]).params[-1].split()) == ["@alice", "bob"]
         assert lines[1] == f":{SERVER} 366 {nick} #a :End of /NAMES list"
 
 
@@ -452,14 +468,19 @@ def test_topic_query_set_and_shown_on_join() -> None:
     assert commands(lines) == ["331"]
     assert parse_line(lines[0]).params[:2] == ["bob", "#a"]
     h.send(bob, "TOPIC #a :tea at five")
-    topic = f":{prefix_of('bob')} TOPIC #a :tea at five"
+    assert commands(h.take(bob)) == ["482"]  # A new channel is +t: operators only.
+    h.send(alice, "TOPIC #a :tea at five")
+    topic = f":{prefix_of('alice')} TOPIC #a :tea at five"
     assert h.take(bob) == [topic]
     assert h.take(alice) == [topic]
-    h.send(alice, "TOPIC #A")
-    assert h.take(alice) == [f":{SERVER} 332 alice #a :tea at five"]
+    h.send(bob, "TOPIC #A")
+    assert h.take(bob) == [
+        f":{SERVER} 332 bob #a :tea at five",
+        f":{SERVER} 333 bob #a {prefix_of('alice')} 1000",
+    ]
     carol = h.register("carol")
     h.send(carol, "JOIN #a")
-    assert commands(h.take(carol)) == ["JOIN", "332", "353", "366"]
+    assert commands(h.take(carol)) == ["JOIN", "332", "333", "353", "366"]
 
 
 def test_topic_errors() -> None:
@@ -476,12 +497,12 @@ def test_mode_replies() -> None:
     h = Harness()
     alice, _ = registered_pair(h)
     h.send(alice, "MODE #a")
-    assert h.take(alice) == [f":{SERVER} 324 alice #a +"]
+    assert h.take(alice) == [f":{SERVER} 324 alice #a +nt", f":{SERVER} 329 alice #a 1000"]
     h.send(alice, "MODE alice")
     assert h.take(alice) == [f":{SERVER} 221 alice +"]
-    h.send(alice, "MODE #a +i")
+    h.send(alice, "MODE #a +X")
     assert commands(h.take(alice)) == ["472"]
-    h.send(alice, "MODE alice +i")
+    h.send(alice, "MODE alice +X")
     assert commands(h.take(alice)) == ["501"]
     h.send(alice, "MODE #nowhere", "MODE")
     assert commands(h.take(alice)) == ["403", "461"]
@@ -493,7 +514,7 @@ def test_whois() -> None:
     h.register("bob", user="bobby", host="10.1.2.3")
     h.send(alice, "WHOIS BOB")
     lines = h.take(alice)
-    assert commands(lines) == ["311", "318"]
+    assert commands(lines) == ["311", "312", "317", "318"]
     assert lines[0] == f":{SERVER} 311 alice bob bobby 10.1.2.3 * :Real bob"
     h.send(alice, "WHOIS nobody")
     lines = h.take(alice)
@@ -856,7 +877,8 @@ def test_names_of_300_members_is_split() -> None:
         assert parsed.params[:3] == ["viewer", "=", "#big"]
         assert len(line.encode()) + 2 <= 512  # the harness checks this too
         listed += parsed.params[-1].split()
-    assert sorted(listed) == sorted(members)
+    # The first member is the channel's operator.
+    assert sorted(listed) == sorted(["@" + members[0], *members[1:]])
 
 
 # -- Shutdown -------------------------------------------------------------------------------

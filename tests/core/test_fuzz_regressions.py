@@ -25,4 +25,4 @@ def test_a_username_cannot_shift_the_whois_and_who_parameters(username: str) -> 
     # 311 <me> <nick> <user> <host> * :<realname>
     assert by_command["311"][3:] == ["127.0.0.1", "*", "real name"]
     # 352 <me> <channel> <user> <host> <server> <nick> H :0 <realname>
-    assert by_command["352"][3:] == ["127.0.0.1", "echochat.local", "a", "H", "0 real name"]
+    assert by_command["352"][3:] == ["127.0.0.1", "echochat.local", "a", "H@", "0 real name"]

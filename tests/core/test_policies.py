@@ -564,7 +564,10 @@ def test_lusers_counts_users_unknown_connections_and_channels() -> None:
         f":{SERVER} 251 alice :There are 2 users and 0 invisible on 1 servers",
         f":{SERVER} 253 alice 2 :unknown connection(s)",
         f":{SERVER} 254 alice 2 :channels formed",
-        f":{SERVER} 255 alice :I have 4 clients and 0 servers",
+        # 255 and 265 count users; unregistered connections are 253's.
+        f":{SERVER} 255 alice :I have 2 clients and 0 servers",
+        f":{SERVER} 265 alice 2 2 :Current local users 2, max 2",
+        f":{SERVER} 266 alice 2 2 :Current global users 2, max 2",
     ]
 
 
@@ -578,6 +581,9 @@ def test_lusers_follows_departures_and_omits_253_without_unknown_connections() -
         f":{SERVER} 251 alice :There are 1 users and 0 invisible on 1 servers",
         f":{SERVER} 254 alice 0 :channels formed",
         f":{SERVER} 255 alice :I have 1 clients and 0 servers",
+        # The most there ever were stays.
+        f":{SERVER} 265 alice 1 2 :Current local users 1, max 2",
+        f":{SERVER} 266 alice 1 2 :Current global users 1, max 2",
     ]
 
 

@@ -33,6 +33,7 @@ fuzzing repeat runs of that size rather than raising the count further.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 import os
@@ -54,6 +55,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from echochat.core import ChatCore, Close, ConnId, Effect, Limits, LineFramer, LineTooLong, Send
+from echochat.core.limits import MAXBANS
+from echochat.core.passwords import PasswordHash
 
 EXAMPLES = int(os.environ.get("ECHOCHAT_FUZZ_EXAMPLES", "100"))
 STEPS = int(os.environ.get("ECHOCHAT_FUZZ_STEPS", "40"))
@@ -80,8 +83,39 @@ NICK = st.sampled_from(NICKS)
 CHANNEL = st.sampled_from(CHANNELS)
 TARGET = st.one_of(NICK, CHANNEL, st.just("alice,#a,alice"))
 # Lines that change or use channels, where the tables are most at risk.
+# MODE changes with and without arguments, known and unknown letters.
+MODE_CHANGE = st.sampled_from(
+    [
+        "+o bob",
+        "+o alice",
+        "-o alice",
+        "+v bob",
+        "-v bob",
+        "+ov-v alice bob alice",
+        "+b bob",
+        "+b *!*@10.0.0.*",
+        "-b bob!*@*",
+        "+b",
+        "+i",
+        "-i",
+        "+k key",
+        "-k key",
+        "+l 2",
+        "-l",
+        "+mns",
+        "-mnst",
+        "+t",
+        "+X",
+        "+bbbbbbb a b c d e f g",
+    ]
+)
 CHANNEL_LINE = st.one_of(
     st.builds("JOIN {}".format, st.one_of(CHANNEL, st.just("0"))),
+    st.builds("JOIN {} key".format, CHANNEL),
+    st.builds("MODE {} {}".format, CHANNEL, MODE_CHANGE),
+    st.builds("KICK {} {} :{}".format, CHANNEL, NICK, TEXT),
+    st.builds("INVITE {} {}".format, NICK, CHANNEL),
+    st.builds("PRIVMSG @{} :{}".format, CHANNEL, TEXT),
     st.builds("PART {} :{}".format, CHANNEL, TEXT),
     st.builds("PRIVMSG {} :{}".format, TARGET, TEXT),
     st.builds("NOTICE {} :{}".format, TARGET, TEXT),
@@ -92,9 +126,33 @@ OTHER_LINE = st.one_of(
     st.builds("USER {} 0 * :{}".format, NICK, TEXT),
     st.builds("TOPIC {}".format, CHANNEL),
     st.builds("QUIT :{}".format, TEXT),
-    st.builds("{} {}".format, st.sampled_from(["NAMES", "WHO", "WHOIS", "MODE"]), TARGET),
+    st.builds(
+        "{} {}".format,
+        st.sampled_from(["NAMES", "WHO", "WHOIS", "MODE", "WHOWAS", "LIST", "ISON", "USERHOST"]),
+        TARGET,
+    ),
+    st.builds("MODE {} {}".format, NICK, st.sampled_from(["+i", "-i", "+w", "+o", "-o", "+x"])),
+    st.builds("AWAY :{}".format, TEXT),
+    st.builds("KILL {} :{}".format, NICK, TEXT),
     st.sampled_from(
-        ["CAP LS 302", "CAP END", "CAP REQ :x", "PING zz", "PONG", "LUSERS", "QUIT", ""]
+        [
+            "CAP LS 302",
+            "CAP END",
+            "CAP REQ :x",
+            "PING zz",
+            "PONG",
+            "LUSERS",
+            "QUIT",
+            "",
+            "AWAY",
+            "OPER root pw",
+            "OPER root wrong",
+            "WALLOPS :hi",
+            "MOTD",
+            "VERSION",
+            "TIME",
+            "INFO",
+        ]
     ),
 )
 
@@ -134,6 +192,13 @@ GARBAGE = st.one_of(
 )
 
 
+# A cheap hash (N=2), so that OPER lines do not slow the run; the format is the real one.
+_FUZZ_SALT = b"fuzz salt 16 byt"
+CHEAP_OPER_HASH = PasswordHash(
+    2, 1, 1, _FUZZ_SALT, hashlib.scrypt(b"pw", salt=_FUZZ_SALT, n=2, r=1, p=1, dklen=32)
+)
+
+
 @st.composite
 def limits(draw: st.DrawFn) -> Limits:
     """Small limits, so that every policy and queue is reached within a few steps."""
@@ -152,6 +217,8 @@ def limits(draw: st.DrawFn) -> Limits:
         flood_rate=draw(st.sampled_from([0, 2.0, 5.0])),
         recvq=max_line * draw(st.sampled_from([1, 2, 10])),
         max_per_ip=draw(st.sampled_from([0, 1, 3])),
+        opers=(("root", CHEAP_OPER_HASH),),
+        motd=draw(st.sampled_from([None, ("line one", "", "x" * 100)])),
     )
 
 
@@ -176,6 +243,14 @@ def check_tables(core: ChatCore) -> None:
     for key, channel in core._channels.items():
         assert fold(channel.name) == key
         assert channel.members, f"empty channel {key}"
+        # Member modes and the ban cache only ever name members, and the
+        # cache agrees with the bans (speaking looks it up instead of matching).
+        assert channel.ops | channel.voiced | channel.banned <= channel.members.keys()
+        assert channel.banned == {
+            conn for conn, member in channel.members.items() if channel.is_banned(member)
+        }
+        assert len(channel.bans) <= MAXBANS
+        assert channel.limit is None or channel.limit >= 1
         for conn, member in channel.members.items():
             assert clients.get(conn) is member, f"{key} holds a gone client"
             assert member.registered
@@ -414,21 +489,24 @@ class ChatMachine(RuleBasedStateMachine):
             if isinstance(effect, Send) and effect.conn == conn
             for line in split_lines(effect.data)
         ]
-        counts = {m.command: m for m in replies if m.command in ("251", "253", "254", "255")}
+        counts = {m.command: m for m in replies if m.command in ("251", "253", "254", "255", "265")}
         if not counts or conn not in self.open:
             # Not registered, the line finished a partial one, or the reply
             # overflowed the SendQ part-way.
             return
         # A small max_line may cut the texts short, never the counts in the middle.
-        total = users + unknown
-        assert f"There are {users} users and 0 invisible on 1 servers".startswith(
+        invisible = sum(1 for c in self.core._clients.values() if c.registered and "i" in c.modes)
+        visible = users - invisible
+        assert f"There are {visible} users and {invisible} invisible on 1 servers".startswith(
             counts["251"].params[-1]
         )
         assert ("253" in counts) == (unknown > 0)
         if unknown:
             assert counts["253"].params[1] == str(unknown)
         assert counts["254"].params[1] == str(channels)
-        assert f"I have {total} clients and 0 servers".startswith(counts["255"].params[-1])
+        assert f"I have {users} clients and 0 servers".startswith(counts["255"].params[-1])
+        if "265" in counts:
+            assert counts["265"].params[1] == str(users)
 
     @precondition(lambda self: set(self.known) - self.open)
     @rule(index=st.integers(0), data=GARBAGE)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 
+from echochat.core.passwords import PasswordHash
 from echochat.options import system_backlog_limit
 from servers import IMPLS, echochat
 
@@ -58,6 +61,16 @@ def test_bad_options_are_refused_with_a_clear_message() -> None:
         (["experiment", "nonsense"], "invalid choice: 'nonsense'"),
         (["serve", "--backlog", "0"], "must be from 1 to 65535"),
         (["serve", "--backlog", "65536"], "must be from 1 to 65535"),
+        (
+            ["serve", "--password-hash", "hunter2"],
+            "not a password hash from 'echochat hash-password'",
+        ),
+        (["serve", "--oper", "root"], "must be NAME:HASH"),
+        (
+            ["serve", "--oper", "root:scrypt$1048576$8$1$AAAA$AAAA"],
+            "cost N must be a power of 2 up to",
+        ),
+        (["serve", "--motd", "/nonexistent/motd.txt"], "No such file or directory"),
     ]:
         result = echochat(*args)
         assert result.returncode == 2, args
@@ -113,3 +126,38 @@ def test_max_clients_beyond_the_open_files_limit_is_refused_in_one_line() -> Non
         fits = echochat("serve", "--port", port, "--max-clients", "136", open_files=200)
     assert fits.returncode == 1, fits.stderr
     assert f"cannot serve on 127.0.0.1:{port}" in fits.stderr
+
+
+def hash_password(stdin: str) -> subprocess.CompletedProcess[str]:
+    """``echochat hash-password`` with ``stdin`` as its (non-terminal) standard input."""
+    return subprocess.run(
+        [sys.executable, "-m", "echochat", "hash-password"],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_hash_password_reads_stdin_and_prints_a_salted_hash_only() -> None:
+    first, second = hash_password("pa ss: word\n"), hash_password("pa ss: word\n")
+    assert first.returncode == second.returncode == 0, first.stderr
+    assert "pa ss" not in first.stdout + first.stderr
+    encoded = first.stdout.strip()
+    assert encoded.startswith("scrypt$")
+    assert encoded != second.stdout.strip()  # a fresh salt each time
+    parsed = PasswordHash.parse(encoded)
+    assert parsed.matches("pa ss: word")
+    assert not parsed.matches("pa ss: word\n")
+    assert not parsed.matches("pa ss: wor")
+
+
+def test_hash_password_refuses_an_empty_password_and_any_argument() -> None:
+    empty = hash_password("\n")
+    assert empty.returncode == 1
+    assert "empty password" in empty.stderr
+    # Never from the command line, where ps and the shell history would show it.
+    on_argv = echochat("hash-password", "secret")
+    assert on_argv.returncode == 2
+    assert "unrecognized arguments" in on_argv.stderr

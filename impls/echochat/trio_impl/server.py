@@ -24,15 +24,13 @@ def run(options: ServerOptions) -> None:
 async def serve(options: ServerOptions) -> None:
     service = ChatService(options) if options.service == "chat" else EchoService(options)
     # trio leaves SIGTERM fatal by default (trio#134); receive both signals
-    # before announcing, so none is missed, and until the very end, so a
-    # second one during shutdown is ignored rather than fatal.
-    # A signal still pending when the receiver closes is raised again under the
-    # handler from before it opened (trio/_signals.py, _redeliver_remaining),
-    # which for SIGTERM would end the process: a second signal during shutdown
-    # must not. Ignoring them until the receiver opens, a moment later, makes
-    # that handler "ignore".
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.SIG_IGN)
+    # before announcing, so none is missed, and until the very end. A signal
+    # still pending when the receiver closes is raised again under the handler
+    # from before it opened (trio/_signals.py, _redeliver_remaining): ignoring
+    # both until the receiver opens, a moment later, makes a second signal
+    # during shutdown ignored rather than fatal.
+    for ignored in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(ignored, signal.SIG_IGN)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         # Every connection's task lives in this nursery, so leaving it
         # waits for all of them: no connection outlives the server.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from echochat.core.passwords import PasswordHash
+
 DEFAULT_MAX_LINE = 512
 DEFAULT_SENDQ = 262_144
 DEFAULT_MAX_CLIENTS = 1024
@@ -31,6 +33,18 @@ CLOSE_GRACE = 1.0
 # Protocol constants advertised in 005 and enforced by the chat core.
 NICKLEN = 16
 CHANNELLEN = 50
+USERLEN = 16
+TOPICLEN = 300
+KICKLEN = 255
+AWAYLEN = 200
+KEYLEN = 23
+# Channels one client may be in at once (CHANLIMIT), bans per channel (MAXLIST),
+# and mode changes with an argument per MODE command (MODES).
+CHANLIMIT = 50
+MAXBANS = 64
+MODES = 6
+# Nicks remembered for WHOWAS, server-wide: the oldest are forgotten first.
+WHOWAS_SIZE = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +68,12 @@ class Limits:
     flood_rate: float = DEFAULT_FLOOD_RATE
     recvq: int = DEFAULT_RECVQ
     max_per_ip: int = DEFAULT_MAX_PER_IP
+    # The message of the day, one string per line (the CLI reads --motd FILE); None: 422.
+    motd: tuple[str, ...] | None = None
+    # PASS must match this before registration completes; None: no server password.
+    password_hash: PasswordHash | None = None
+    # Server operators: OPER <name> <password> is checked against name's hash.
+    opers: tuple[tuple[str, PasswordHash], ...] = ()
 
     def __post_init__(self) -> None:
         # 512 is the IRC line size; below ~64 bytes not even the numerics fit.
@@ -78,3 +98,6 @@ class Limits:
             )
         if not self.server_name or any(c in self.server_name for c in " \r\n\0:!@"):
             raise ValueError(f"server_name {self.server_name!r} is not a valid IRC server name")
+        for name, _ in self.opers:
+            if not name or any(c in name for c in " \r\n\0:"):
+                raise ValueError(f"operator name {name!r} is not one word")
