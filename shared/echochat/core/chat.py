@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from echochat.core.effects import Close, ConnId, Effect, Send
 from echochat.core.errors import CommandError
 from echochat.core.framing import FrameEvent, LineFramer, LineTooLong
-from echochat.core.limits import CHANNELLEN, NICKLEN, Limits
+from echochat.core.limits import CHANNELLEN, NICKLEN, TURN_BYTES, Limits
 from echochat.core.message import Message, ascii_lower, command_of, format_message, parse, token
 from echochat.core.version import __version__
 
@@ -65,6 +65,9 @@ class Client:
     # Lines received but not yet executed, held back by flood control (the RecvQ).
     inbox: deque[FrameEvent] = field(default_factory=deque)
     inbox_bytes: int = 0
+    # Lines in the inbox that flood control lets through but that the last call
+    # left for the next one, its output budget spent (has_ready_lines).
+    ready: bool = False
     nick: str | None = None
     user: str | None = None
     realname: str = ""
@@ -73,6 +76,8 @@ class Client:
     negotiating_caps: bool = False
     # Bytes handed to the adapter and not yet reported sent: the SendQ.
     queued: int = 0
+    # Bytes queued by the call in progress, for its output budget.
+    turn_bytes: int = 0
     # Set when the SendQ overflowed; the client is dropped once the current
     # operation (a whole broadcast) is over, as InspIRCd does.
     overflowed: bool = False
@@ -113,6 +118,13 @@ class ChatCore:
         # Effects of the call in progress, returned and reset at its end.
         self._effects: list[Effect] = []
         self._overflowed: list[Client] = []
+        # Clients queued for by the call in progress, and the most queued for
+        # any one of them: a call stops running lines once that reaches the
+        # budget. A writer needs a turn or two to report what the kernel took,
+        # so one call may fill only a small part of a SendQ.
+        self._turn_clients: list[Client] = []
+        self._turn_peak = 0
+        self._turn_budget = min(TURN_BYTES, limits.sendq // 8)
         self._shutting_down = False
 
     # -- The adapter-facing API ---------------------------------------------------------
@@ -159,6 +171,16 @@ class ChatCore:
                 client.inbox_bytes += sum(self._size(event) for event in events)
                 self._run_inbox(client, now)
         return self._finish()
+
+    def has_ready_lines(self, conn: ConnId) -> bool:
+        """Whether the last call left lines of ``conn`` that may run now, its output budget spent.
+
+        The adapter then lets its writers run (one turn of its event loop) and
+        calls ``handle_timer``, and reads no more from ``conn`` until this is
+        False. Each call runs at least one line, so that loop ends.
+        """
+        client = self._clients.get(conn)
+        return client is not None and client.ready
 
     def deadline(self, conn: ConnId) -> Seconds | None:
         """When ``handle_timer`` must next be called for ``conn``, or None for never.
@@ -262,12 +284,19 @@ class ChatCore:
             elapsed = now - client.tokens_at
             client.tokens = min(limits.flood_burst, client.tokens + elapsed * limits.flood_rate)
             client.tokens_at = now
+        client.ready = False
         while client.inbox:
             if client.conn not in self._clients or client.overflowed:
                 return  # QUIT or SendQ earlier on: the rest is not executed.
+            if limits.flood_rate and client.tokens < 1 - _TOKEN_ROUNDING:
+                break
+            if self._turn_peak >= self._turn_budget:
+                # Bounded work per call: the rest runs in the next one, once the
+                # writers have had a turn. Flood control let these lines through,
+                # so they take no token yet and do not count against the RecvQ.
+                client.ready = True
+                return
             if limits.flood_rate:
-                if client.tokens < 1 - _TOKEN_ROUNDING:
-                    break
                 client.tokens = max(client.tokens - 1, 0.0)
             event = client.inbox.popleft()
             client.inbox_bytes -= self._size(event)
@@ -289,6 +318,10 @@ class ChatCore:
     def _finish(self) -> list[Effect]:
         self._drop_overflowed()
         effects, self._effects = self._effects, []
+        for client in self._turn_clients:
+            client.turn_bytes = 0
+        self._turn_clients.clear()
+        self._turn_peak = 0
         return effects
 
     def _drop_overflowed(self) -> None:
@@ -311,6 +344,10 @@ class ChatCore:
             self._overflowed.append(client)
             return
         client.queued += len(data)
+        if not client.turn_bytes:
+            self._turn_clients.append(client)
+        client.turn_bytes += len(data)
+        self._turn_peak = max(self._turn_peak, client.turn_bytes)
         self._effects.append(Send(client.conn, data))
 
     def _send_to_all(self, recipients: Iterable[Client], data: bytes) -> None:
