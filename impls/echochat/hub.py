@@ -1,7 +1,7 @@
 """The bridge between the chat core and one adapter's connections.
 
 Its methods have the core's names (``connect``, ``receive_data``,
-``deadline``, ``handle_timer``, ``data_sent``, ``connection_lost``,
+``has_ready_lines``, ``deadline``, ``handle_timer``, ``data_sent``, ``connection_lost``,
 ``shutdown``): one vocabulary from the core to the adapters.
 
 The core returns effects; this carries them out by calling two methods on the
@@ -60,6 +60,15 @@ class ChatHub:
         if (trigger := self.options.inject_fault) is not None and trigger in data:
             raise InjectedFaultError(f"connection {conn} sent {trigger!r}")
         self._apply(self.core.receive_data(conn, data, self.clock()))
+
+    def has_ready_lines(self, conn: ConnId) -> bool:
+        """Whether the core stopped after a bounded turn with lines of ``conn`` left to run.
+
+        The adapter then yields once to its event loop, so that the writers hand
+        what that turn queued to the kernel, and calls ``handle_timer``; it reads
+        no more from ``conn`` until this is False.
+        """
+        return self.core.has_ready_lines(conn)
 
     def deadline(self, conn: ConnId) -> float | None:
         """When the adapter must call ``handle_timer`` unless input comes first (None: never)."""
