@@ -11,6 +11,7 @@ what falls behind. "Not delayed" is measured by reads with deadlines.
 
 from __future__ import annotations
 
+import selectors
 import socket
 import time
 from collections.abc import Callable
@@ -98,3 +99,71 @@ def test_a_member_reading_at_kernel_speed_keeps_up_with_a_1_mb_burst(
         f"\n{server.impl} sendq {sendq}: all {lines} lines in {last_line_after:.3f} s,"
         f" PONG in {pong_after:.3f} s, stalled member dropped after {got.quit_after} lines"
     )
+
+
+# 40 of 200 members send their whole flood burst (20 lines) at the same moment.
+MEMBERS = 200
+TALKERS = 40
+FLOOD_BURST = 20
+# Long enough that one talker's burst is more than the core's budget for one
+# turn (TURN_BYTES), so the turns of many talkers interleave.
+BURST_LINE_SIZE = 450
+
+
+def drain_members(
+    members: list[socket.socket], expected: list[int], deadline: float
+) -> list[bytes]:
+    """Read every member at kernel speed until each has ``expected`` burst lines; their lines."""
+    received = [bytearray() for _ in members]
+    lines = [0] * len(members)
+    with selectors.DefaultSelector() as selector:
+        for index, sock in enumerate(members):
+            sock.setblocking(False)
+            selector.register(sock, selectors.EVENT_READ, index)
+        while any(got < want for got, want in zip(lines, expected, strict=True)):
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"members still waiting: {sum(expected) - sum(lines)} lines"
+            for key, _ in selector.select(remaining):
+                index = key.data
+                chunk = members[index].recv(READ_BUFFER)
+                assert chunk, f"member {index} was closed: {bytes(received[index][-300:])!r}"
+                received[index] += chunk
+                lines[index] += chunk.count(b"\n")  # Checked to be burst lines below.
+    return [bytes(data) for data in received]
+
+
+def test_forty_of_two_hundred_members_send_their_flood_burst_at_the_same_moment(
+    start_server: Start, open_client: Open
+) -> None:
+    """Every member that reads gets every line, in order: the bounded turns of many
+    talkers at once neither starve the writers nor overflow anyone's SendQ."""
+    server = start_server("chat", "--flood-rate", "5", "--flood-burst", str(FLOOD_BURST))
+    channel = unique_channel()
+    members = [open_client(server.port) for _ in range(MEMBERS)]
+    for client in members:
+        client.register(unique_nick())
+        client.join(channel)
+    for client in members:
+        client.sync()  # Everyone's JOINs read: nothing left before the bursts.
+    talkers = members[:TALKERS]
+    text = "y" * (BURST_LINE_SIZE - len(f"PRIVMSG {channel} :00 00 \r\n"))
+    bursts = [
+        "".join(f"PRIVMSG {channel} :{t:02} {n:02} {text}\r\n" for n in range(FLOOD_BURST)).encode()
+        for t in range(TALKERS)
+    ]
+    for talker, data in zip(talkers, bursts, strict=True):
+        talker.send_raw(data)
+    expected = [(TALKERS - (index < TALKERS)) * FLOOD_BURST for index in range(MEMBERS)]
+    received = drain_members([client.sock for client in members], expected, time.monotonic() + 30)
+    for index, (client, data) in enumerate(zip(members, received, strict=True)):
+        order: dict[bytes, list[bytes]] = {}
+        for line in data.split(b"\r\n"):
+            if b" PRIVMSG " in line:
+                talker, number = line.split(b" :", 1)[1].split(b" ", 2)[:2]
+                order.setdefault(talker, []).append(number)
+            else:
+                assert not line, f"{client.nick} got {line!r}"
+        others = [f"{t:02}".encode() for t in range(TALKERS) if t != index]
+        assert sorted(order) == others
+        numbers = [f"{n:02}".encode() for n in range(FLOOD_BURST)]
+        assert all(got == numbers for got in order.values()), f"{client.nick}: out of order"

@@ -781,6 +781,27 @@ def test_one_read_queues_a_bounded_turn_and_the_rest_after_the_writers() -> None
     assert not h.core.has_ready_lines(bob)
 
 
+def test_a_sendq_past_half_full_ends_each_turn_after_one_line() -> None:
+    """The budget is per call, and many talkers' calls may run before any writer: a
+    member whose SendQ is past half full ends every turn after one line."""
+    sendq = 65_536
+    h = Harness(lenient_limits(sendq=sendq))
+    alice, bob = registered_pair(h)
+    carol = h.register("carol")
+    h.join(carol, "#a", alice, bob)
+    h.stall(bob)  # Its writer has not run yet.
+    texts = [f"{i:03} " + "z" * 380 for i in range(40)]
+    data = "".join(f"PRIVMSG #a :{text}\r\n" for text in texts).encode()
+    turns = [h.core.receive_data(talker, data, h.now) for talker in (alice, carol) * 8]
+    h.apply([effect for turn in turns for effect in turn])
+    queued = h.pending[bob]
+    # Calls ran whole turns until bob was past half full, then one line each.
+    assert sendq // 2 < queued <= sendq // 2 + TURN_BYTES + len(turns) * 500
+    # Every call after that ran one line: two sends (bob and the other talker).
+    assert [len(turn) for turn in turns[-4:]] == [2, 2, 2, 2]
+    assert bob not in h.closed
+
+
 # -- Bad input --------------------------------------------------------------------------------
 
 

@@ -125,6 +125,13 @@ class ChatCore:
         self._turn_clients: list[Client] = []
         self._turn_peak = 0
         self._turn_budget = min(TURN_BYTES, limits.sendq // 8)
+        # A client whose SendQ is past this also ends the call's turn. The budget
+        # is per call, and the calls of many connections can run in one turn
+        # of the event loop before any writer does: 40 members sending at once
+        # queued 40 budgets for everyone, more than a SendQ. Past half full,
+        # each talker runs one line per turn until the writers catch up (or
+        # the client that does not read overflows, and is dropped).
+        self._turn_sendq = limits.sendq // 2
         self._shutting_down = False
 
     # -- The adapter-facing API ---------------------------------------------------------
@@ -348,6 +355,8 @@ class ChatCore:
             self._turn_clients.append(client)
         client.turn_bytes += len(data)
         self._turn_peak = max(self._turn_peak, client.turn_bytes)
+        if client.queued > self._turn_sendq:
+            self._turn_peak = self._turn_budget
         self._effects.append(Send(client.conn, data))
 
     def _send_to_all(self, recipients: Iterable[Client], data: bytes) -> None:
