@@ -159,8 +159,8 @@ def test_forty_of_two_hundred_members_send_their_flood_burst_at_the_same_moment(
         order: dict[bytes, list[bytes]] = {}
         for line in data.split(b"\r\n"):
             if b" PRIVMSG " in line:
-                talker, number = line.split(b" :", 1)[1].split(b" ", 2)[:2]
-                order.setdefault(talker, []).append(number)
+                sender, number = line.split(b" :", 1)[1].split(b" ", 2)[:2]
+                order.setdefault(sender, []).append(number)
             else:
                 assert not line, f"{client.nick} got {line!r}"
         others = [f"{t:02}".encode() for t in range(TALKERS) if t != index]
