@@ -14,7 +14,8 @@ It also reads the adapter's clock for the core, which keeps no time itself.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -48,6 +49,10 @@ class ChatHub:
         # The framework's monotonic clock, the one its deadlines are set on.
         self.clock = clock
         self.peers: dict[ConnId, Peer] = {}
+        # At --log-level debug, log each connection's SendQ whenever it changes,
+        # on the system's monotonic clock (the sendq-burst experiment reads it).
+        # Decided once, so that the hot path pays one attribute test.
+        self.trace_sendq = log.isEnabledFor(logging.DEBUG)
 
     def connect(self, peer: Peer, host: str) -> ConnId:
         conn, effects = self.core.connect(host, self.clock())
@@ -80,6 +85,8 @@ class ChatHub:
 
     def data_sent(self, conn: ConnId, nbytes: int) -> None:
         self.core.data_sent(conn, nbytes)
+        if self.trace_sendq:
+            self._trace_sendq([conn])
 
     def connection_lost(self, conn: ConnId) -> None:
         self._apply(self.core.connection_lost(conn))
@@ -95,3 +102,10 @@ class ChatHub:
                 # The core has forgotten this connection; so do we.
                 log.debug("closing connection %d: %r", effect.conn, effect.farewell)
                 self.peers.pop(effect.conn).close(effect.farewell, effect.flush)
+        if self.trace_sendq:
+            self._trace_sendq({effect.conn: None for effect in effects if isinstance(effect, Send)})
+
+    def _trace_sendq(self, conns: Iterable[ConnId]) -> None:
+        now = time.monotonic()
+        for conn in conns:
+            log.debug("sendq %d %d %.6f", conn, self.core.sendq(conn), now)

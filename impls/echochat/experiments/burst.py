@@ -18,6 +18,24 @@ from dataclasses import dataclass, field
 READ_BUFFER = 1 << 20
 
 
+def member(port: int, nick: str, channel: str, rcvbuf: int | None = None) -> socket.socket:
+    """A registered member of ``channel``: NICK, USER, JOIN and PING, read up to the PONG."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf is not None:
+        # Before connecting, so the TCP window is small from the start.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(f"NICK {nick}\r\nUSER u 0 * :{nick}\r\nJOIN {channel}\r\nPING :in\r\n".encode())
+    received = b""
+    while b" :in\r\n" not in received:
+        chunk = sock.recv(READ_BUFFER)
+        if not chunk:
+            raise RuntimeError(f"{nick} could not join {channel}: {received[-300:]!r}")
+        received += chunk
+    return sock
+
+
 def burst(channel: str, lines: int, size: int) -> bytes:
     """``lines`` numbered PRIVMSGs to ``channel`` of ``size`` bytes each with CR LF."""
     head = f"PRIVMSG {channel} :"

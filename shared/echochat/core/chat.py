@@ -189,6 +189,11 @@ class ChatCore:
         client = self._clients.get(conn)
         return client is not None and client.ready
 
+    def sendq(self, conn: ConnId) -> int:
+        """Bytes queued for ``conn`` and not yet reported sent (0 for an unknown connection)."""
+        client = self._clients.get(conn)
+        return 0 if client is None else client.queued
+
     def deadline(self, conn: ConnId) -> Seconds | None:
         """When ``handle_timer`` must next be called for ``conn``, or None for never.
 
