@@ -118,12 +118,12 @@ class ChatCore:
         # Effects of the call in progress, returned and reset at its end.
         self._effects: list[Effect] = []
         self._overflowed: list[Client] = []
-        # Clients queued for by the call in progress, and the most queued for
-        # any one of them: a call stops running lines once that reaches the
-        # budget. A writer needs a turn or two to report what the kernel took,
-        # so one call may fill only a small part of a SendQ.
+        # Clients queued for by the call in progress, and whether one of them
+        # has had the budget: the call then runs no further line. A writer
+        # needs a turn or two to report what the kernel took, so one call may
+        # fill only a small part of a SendQ.
         self._turn_clients: list[Client] = []
-        self._turn_peak = 0
+        self._turn_spent = False
         self._turn_budget = min(TURN_BYTES, limits.sendq // 8)
         # A client whose SendQ is past this also ends the call's turn. The budget
         # is per call, and the calls of many connections can run in one turn
@@ -302,7 +302,7 @@ class ChatCore:
                 return  # QUIT or SendQ earlier on: the rest is not executed.
             if limits.flood_rate and client.tokens < 1 - _TOKEN_ROUNDING:
                 break
-            if self._turn_peak >= self._turn_budget:
+            if self._turn_spent:
                 # Bounded work per call: the rest runs in the next one, once the
                 # writers have had a turn. Flood control let these lines through,
                 # so they take no token yet and do not count against the RecvQ.
@@ -333,7 +333,7 @@ class ChatCore:
         for client in self._turn_clients:
             client.turn_bytes = 0
         self._turn_clients.clear()
-        self._turn_peak = 0
+        self._turn_spent = False
         return effects
 
     def _drop_overflowed(self) -> None:
@@ -351,17 +351,20 @@ class ChatCore:
         """
         if client.overflowed:
             return
-        if client.queued + len(data) > self.limits.sendq:
+        size = len(data)
+        queued = client.queued + size
+        if queued > self.limits.sendq:
             client.overflowed = True
             self._overflowed.append(client)
             return
-        client.queued += len(data)
-        if not client.turn_bytes:
-            self._turn_clients.append(client)
-        client.turn_bytes += len(data)
-        self._turn_peak = max(self._turn_peak, client.turn_bytes)
-        if client.queued > self._turn_sendq:
-            self._turn_peak = self._turn_budget
+        client.queued = queued
+        # The turn's budget; every delivery passes here, so it is kept cheap.
+        turn = client.turn_bytes + size
+        if turn == size:
+            self._turn_clients.append(client)  # Its first bytes in this call.
+        client.turn_bytes = turn
+        if turn >= self._turn_budget or queued > self._turn_sendq:
+            self._turn_spent = True
         self._effects.append(Send(client.conn, data))
 
     def _send_to_all(self, recipients: Iterable[Client], data: bytes) -> None:
