@@ -115,6 +115,7 @@ RENAMES: tuple[Rename, ...] = (
         "anyio.lowlevel.checkpoint_if_cancelled",
         SAME_NAME,
     ),
+    Rename("trio.lowlevel.checkpoint", "anyio.lowlevel.checkpoint", SAME_NAME),
     Rename("trio.open_signal_receiver", "anyio.open_signal_receiver", SAME_NAME),
     Rename("memory channels", "memory object streams", "the same, in a docstring"),
     Rename(
@@ -233,6 +234,12 @@ ALLOWED: tuple[Allowed, ...] = (
             "else:",
             "break  # EOF",
         ),
+        (),
+        EOF,
+    ),
+    Allowed(
+        "chat.py",
+        (),
         (
             "except anyio.EndOfStream:",
             ("pass  # EOF: where trio's receive_some() returns b\"\", anyio's receive() raises."),

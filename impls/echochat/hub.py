@@ -1,7 +1,7 @@
 """The bridge between the chat core and one adapter's connections.
 
 Its methods have the core's names (``connect``, ``receive_data``,
-``deadline``, ``handle_timer``, ``data_sent``, ``connection_lost``,
+``has_ready_lines``, ``deadline``, ``handle_timer``, ``data_sent``, ``connection_lost``,
 ``shutdown``): one vocabulary from the core to the adapters.
 
 The core returns effects; this carries them out by calling two methods on the
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -53,6 +53,10 @@ class ChatHub:
         self.peers: dict[ConnId, Peer] = {}
         # Connections not yet registered, so that the log says once when each does.
         self.registering: set[ConnId] = set()
+        # At --log-level debug, log each connection's SendQ whenever it changes,
+        # on the system's monotonic clock (the sendq-burst experiment reads it).
+        # Decided once, so that the hot path pays one attribute test.
+        self.trace_sendq = log.isEnabledFor(logging.DEBUG)
 
     def connect(self, peer: Peer, host: str) -> ConnId:
         conn, effects = self.core.connect(host, self.clock())
@@ -68,6 +72,15 @@ class ChatHub:
         self._apply(self.core.receive_data(conn, data, self.clock()))
         self._note_registration(conn)
 
+    def has_ready_lines(self, conn: ConnId) -> bool:
+        """Whether the core stopped after a bounded turn with lines of ``conn`` left to run.
+
+        The adapter then yields once to its event loop, so that the writers hand
+        what that turn queued to the kernel, and calls ``handle_timer``; it reads
+        no more from ``conn`` until this is False.
+        """
+        return self.core.has_ready_lines(conn)
+
     def deadline(self, conn: ConnId) -> float | None:
         """When the adapter must call ``handle_timer`` unless input comes first (None: never)."""
         return self.core.deadline(conn)
@@ -79,6 +92,8 @@ class ChatHub:
 
     def data_sent(self, conn: ConnId, nbytes: int) -> None:
         self.core.data_sent(conn, nbytes)
+        if self.trace_sendq:
+            self._trace_sendq([conn])
 
     def connection_lost(self, conn: ConnId) -> None:
         self._apply(self.core.connection_lost(conn))
@@ -95,6 +110,13 @@ class ChatHub:
                 log.info("connection %d closed: %s", effect.conn, effect.reason)
                 self.registering.discard(effect.conn)
                 self.peers.pop(effect.conn).close(effect.farewell, effect.flush)
+        if self.trace_sendq:
+            self._trace_sendq({effect.conn: None for effect in effects if isinstance(effect, Send)})
+
+    def _trace_sendq(self, conns: Iterable[ConnId]) -> None:
+        now = time.monotonic()
+        for conn in conns:
+            log.debug("sendq %d %d %.6f", conn, self.core.sendq(conn), now)
 
     def _note_registration(self, conn: ConnId) -> None:
         if conn in self.registering and (prefix := self.core.registered_as(conn)) is not None:

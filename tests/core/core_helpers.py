@@ -158,7 +158,16 @@ class Harness:
         return conn
 
     def feed(self, conn: ConnId, data: bytes) -> list[Effect]:
-        return self.apply(self.core.receive_data(conn, data, self.now))
+        effects = self.apply(self.core.receive_data(conn, data, self.now))
+        return effects + self.run_ready(conn)
+
+    def run_ready(self, conn: ConnId) -> list[Effect]:
+        """What an adapter does after each call: once its writers have had a turn
+        (``apply``), run the lines a bounded turn left, before reading more."""
+        effects: list[Effect] = []
+        while self.core.has_ready_lines(conn):
+            effects += self.apply(self.core.handle_timer(conn, self.now))
+        return effects
 
     def advance(self, seconds: float) -> list[Effect]:
         """Let time pass as an adapter would: each connection's timer fires at its deadline."""
@@ -174,6 +183,7 @@ class Harness:
                 break
             self.now, conn = min(due)
             effects += self.apply(self.core.handle_timer(conn, self.now))
+            effects += self.run_ready(conn)
         self.now = end
         return effects
 

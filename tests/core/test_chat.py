@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from core_helpers import CREATED, SERVER, Harness, lenient_limits, parse_line, prefix_of
 
-from echochat.core import Close, EchoCore, Limits, Send, __version__
+from echochat.core import TURN_BYTES, Close, EchoCore, Limits, Send, __version__
 
 NOT_REGISTERED = f":{SERVER} 451 * :You have not registered"
 
@@ -768,6 +768,59 @@ def test_overflow_cascade_during_quit_announcement() -> None:
     ]
     assert h.core.client_count == 1
     assert h.core.channel_count == 1
+
+
+def test_one_read_queues_a_bounded_turn_and_the_rest_after_the_writers() -> None:
+    """A 64 KiB read fanned out must not fill a 64 KiB SendQ before any writer runs.
+
+    Each call stops before the next line once it has queued the budget (an
+    eighth of the SendQ, at most TURN_BYTES) for any one client, and says so
+    with ``has_ready_lines``; the adapter lets its writers run, then calls
+    ``handle_timer`` for the rest. Before, bob was dropped in the first call.
+    """
+    sendq = 65_536
+    h = Harness(lenient_limits(sendq=sendq))
+    alice, bob = registered_pair(h)
+    texts = [f"{i:03} " + "z" * 380 for i in range(160)]
+    data = "".join(f"PRIVMSG #a :{text}\r\n" for text in texts).encode()
+    assert len(data) > 60_000  # About one READ_SIZE.
+    line_size = len(f":{prefix_of('alice')} PRIVMSG #a :{texts[0]}\r\n")
+    budget = min(TURN_BYTES, sendq // 8)
+    turns = 0
+    effects = h.core.receive_data(alice, data, h.now)
+    while True:
+        turns += 1
+        queued = sum(len(e.data) for e in effects if isinstance(e, Send) and e.conn == bob)
+        assert queued < budget + line_size  # It stops once the budget is spent.
+        h.apply(effects)  # The writers run: bob reads it all.
+        if not h.core.has_ready_lines(alice):
+            break
+        effects = h.core.handle_timer(alice, h.now)
+    assert turns >= len(texts) * line_size // budget
+    assert h.take(bob) == [f":{prefix_of('alice')} PRIVMSG #a :{text}" for text in texts]
+    assert bob not in h.closed
+    assert not h.core.has_ready_lines(bob)
+
+
+def test_a_sendq_past_half_full_ends_each_turn_after_one_line() -> None:
+    """The budget is per call, and many talkers' calls may run before any writer: a
+    member whose SendQ is past half full ends every turn after one line."""
+    sendq = 65_536
+    h = Harness(lenient_limits(sendq=sendq))
+    alice, bob = registered_pair(h)
+    carol = h.register("carol")
+    h.join(carol, "#a", alice, bob)
+    h.stall(bob)  # Its writer has not run yet.
+    texts = [f"{i:03} " + "z" * 380 for i in range(40)]
+    data = "".join(f"PRIVMSG #a :{text}\r\n" for text in texts).encode()
+    turns = [h.core.receive_data(talker, data, h.now) for talker in (alice, carol) * 8]
+    h.apply([effect for turn in turns for effect in turn])
+    queued = h.pending[bob]
+    # Calls ran whole turns until bob was past half full, then one line each.
+    assert sendq // 2 < queued <= sendq // 2 + TURN_BYTES + len(turns) * 500
+    # Every call after that ran one line: two sends (bob and the other talker).
+    assert [len(turn) for turn in turns[-4:]] == [2, 2, 2, 2]
+    assert bob not in h.closed
 
 
 # -- Bad input --------------------------------------------------------------------------------

@@ -37,13 +37,15 @@ class ProgressCheckingCore(ChatCore):
     An adapter calls ``handle_timer`` again as soon as ``deadline`` is not in
     the future, so a call that leaves the deadline at or before ``now`` makes
     it call again at once, for ever if its clock has not moved (as in
-    ``Harness.advance``). Failing here turns that hang into a clear error.
+    ``Harness.advance``). Failing here turns that hang into a clear error. Lines
+    left by a bounded turn (``has_ready_lines``) are the exception: the adapter
+    calls again after a yield, and each call runs at least one of them.
     """
 
     def handle_timer(self, conn: ConnId, now: float) -> list[Effect]:
         effects = super().handle_timer(conn, now)
         deadline = self.deadline(conn)
-        assert deadline is None or deadline > now, (
+        assert deadline is None or self.has_ready_lines(conn) or deadline > now, (
             f"handle_timer({conn}, {now!r}) left deadline {deadline!r}: an adapter would spin"
         )
         return effects
@@ -404,6 +406,27 @@ def test_excess_flood_past_recvq_bytes_waiting() -> None:
     assert h.closed[conn] == Close(conn, EXCESS_FLOOD, flush=True)
     assert h.take(peer) == [f":{prefix_of('flood')} QUIT :Excess Flood"]
     assert h.core.client_count == 1
+
+
+def test_lines_left_by_a_bounded_turn_take_no_token_and_do_not_count_as_waiting() -> None:
+    """A turn stopped by its output budget leaves lines that flood control let through:
+    they run in the next turns with the tokens they had, and are not the RecvQ."""
+    h = harness(flood_rate=4.0, flood_burst=20, sendq=4096)  # A budget of 512 bytes.
+    conn = flooder(h)
+    # 20 lines (a whole burst) of 450 bytes: more than the 8 KiB RecvQ in all.
+    lines = [f"PING {n:02}" + "p" * 440 for n in range(20)]
+    assert sum(len(line) + 2 for line in lines) > h.limits.recvq
+    h.apply(h.core.receive_data(conn, "".join(f"{line}\r\n" for line in lines).encode(), h.now))
+    assert h.core.has_ready_lines(conn)
+    first_turn = pongs(h, conn)
+    assert 0 < len(first_turn) < 20
+    h.run_ready(conn)  # The clock stands still: no token was lost to the stops.
+    assert conn not in h.closed
+    assert [pong[:2] for pong in first_turn + pongs(h, conn)] == [f"{n:02}" for n in range(20)]
+    h.send(conn, "PING late")  # The 21st line waits for a token.
+    assert pongs(h, conn) == []
+    h.advance(0.25)
+    assert pongs(h, conn) == ["late"]
 
 
 def test_a_slow_trickle_within_the_rate_never_floods() -> None:

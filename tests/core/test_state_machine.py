@@ -370,7 +370,9 @@ class ChatMachine(RuleBasedStateMachine):
         """``handle_timer`` or ``connection_lost`` on both servers, which must agree."""
         if call == "timer":
             effects = self.core.handle_timer(conn, self.now)
-            assert self.twin.handle_timer(conn, self.now) == effects
+            effects += run_ready(self.core, conn, self.now)
+            twin = self.twin.handle_timer(conn, self.now)
+            assert twin + run_ready(self.twin, conn, self.now) == effects
         else:
             effects = self.core.connection_lost(conn)
             assert self.twin.connection_lost(conn) == effects
@@ -382,9 +384,11 @@ class ChatMachine(RuleBasedStateMachine):
             self.last_line_at[conn] = self.now
             self.pinged_at.pop(conn, None)
         effects = self.core.receive_data(conn, data, self.now)
+        effects += run_ready(self.core, conn, self.now)
         piecewise: list[Effect] = []
         for piece in pieces(data, cuts):
             piecewise += self.twin.receive_data(conn, piece, self.now)
+            piecewise += run_ready(self.twin, conn, self.now)
         assert piecewise == effects, f"whole {data!r} vs pieces {pieces(data, cuts)!r}"
         self.apply(effects)
         self.fire_overdue()
@@ -696,3 +700,11 @@ def test_a_sendq_drop_does_not_depend_on_packet_boundaries() -> None:
     whole, piecewise = seen
     assert f":{prefix_of('bob')} QUIT :SendQ exceeded" in whole
     assert piecewise == whole
+
+
+def run_ready(core: ChatCore, conn: ConnId, now: float) -> list[Effect]:
+    """What an adapter does after each call: run the lines a bounded turn left."""
+    effects: list[Effect] = []
+    while core.has_ready_lines(conn):
+        effects += core.handle_timer(conn, now)
+    return effects

@@ -10,7 +10,7 @@ import anyio
 from anyio.abc import SocketAttribute, SocketStream
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from echochat.core import CLOSE_GRACE, READ_SIZE, ConnId
+from echochat.core import CLOSE_GRACE, READ_SIZE, SEND_PIECE, ConnId
 from echochat.hub import ChatHub
 from echochat.options import ServerOptions, set_send_buffer
 
@@ -87,6 +87,11 @@ async def read_loop(connection: ChatConnection, hub: ChatHub) -> None:
                     hub.handle_timer(connection.conn)  # A cancelled receive() took no bytes.
                 else:
                     hub.receive_data(connection.conn, data)
+                # The core stops after a bounded turn of work: let the writers
+                # hand what this turn queued to the kernel before more is.
+                while hub.has_ready_lines(connection.conn):
+                    await anyio.lowlevel.checkpoint()
+                    hub.handle_timer(connection.conn)
         except anyio.EndOfStream:
             pass  # EOF: where trio's receive_some() returns b"", anyio's receive() raises.
         except anyio.BrokenResourceError as error:
@@ -107,9 +112,14 @@ async def write_loop(connection: ChatConnection, hub: ChatHub) -> None:
                 sending = True
                 # Waits until the bytes have left, on both backends; only this
                 # task waits, because every broadcast just queued and moved on.
-                await connection.stream.send(chunk)
+                # It says nothing until the kernel holds every byte, so send in
+                # pieces and report each: the SendQ then counts only what the
+                # client has not taken, and at most one piece the kernel has.
+                for start in range(0, len(chunk), SEND_PIECE):
+                    piece = chunk[start : start + SEND_PIECE]
+                    await connection.stream.send(piece)
+                    hub.data_sent(connection.conn, len(piece))
                 sending = False
-                hub.data_sent(connection.conn, len(chunk))
         except anyio.BrokenResourceError as error:
             log.debug("connection %d failed: %r", connection.conn, error)
     # The reader sees a reset too; whoever is first tells the core (the other is a no-op).

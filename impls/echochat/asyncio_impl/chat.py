@@ -101,6 +101,12 @@ async def read_loop(connection: ChatConnection, hub: ChatHub) -> None:
                 hub.receive_data(connection.conn, data)
             else:
                 break  # EOF
+            # The core stops after a bounded turn of work. read() returns
+            # buffered bytes without yielding to the loop, so yield here: the
+            # writers hand what this turn queued to the kernel before more is.
+            while hub.has_ready_lines(connection.conn):
+                await asyncio.sleep(0)
+                hub.handle_timer(connection.conn)
     except OSError as error:  # A reset, or a timeout from the kernel.
         log.debug("connection %d failed: %r", connection.conn, error)
     hub.connection_lost(connection.conn)
@@ -108,6 +114,10 @@ async def read_loop(connection: ChatConnection, hub: ChatHub) -> None:
 
 async def write_loop(connection: ChatConnection, hub: ChatHub) -> None:
     writer = connection.writer
+    # Bytes in the transport's buffer, still counted in the SendQ: with
+    # drain() the SendQ is the outbox plus that buffer, what the kernel has
+    # not taken yet.
+    buffered = 0
     try:
         while (first := await connection.outbox.get()) is not None:
             if writer.is_closing():
@@ -124,12 +134,25 @@ async def write_loop(connection: ChatConnection, hub: ChatHub) -> None:
             # transport's buffer grows instead: the asyncio-nodrain teaching
             # variant, the only one with options.drain False.
             if hub.options.drain:
+                # What the kernel took at once leaves the SendQ now, the rest
+                # as the buffer drains.
+                buffered = report_taken(hub, connection, buffered + len(chunk))
                 await writer.drain()
-            hub.data_sent(connection.conn, len(chunk))
+                buffered = report_taken(hub, connection, buffered)
+            else:
+                hub.data_sent(connection.conn, len(chunk))
     except OSError as error:
         log.debug("connection %d failed: %r", connection.conn, error)
     # The reader sees a reset too; whoever is first tells the core (the other is a no-op).
     hub.connection_lost(connection.conn)
+
+
+def report_taken(hub: ChatHub, connection: ChatConnection, counted: int) -> int:
+    """Report as sent the part of ``counted`` bytes no longer in the transport's buffer;
+    return what is left there."""
+    left = connection.writer.transport.get_write_buffer_size()
+    hub.data_sent(connection.conn, counted - left)
+    return left
 
 
 def take_pending(first: bytes, outbox: asyncio.Queue[bytes | None]) -> bytes:

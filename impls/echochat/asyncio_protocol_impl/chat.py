@@ -48,6 +48,8 @@ class ChatConnection(asyncio.Protocol):
         # items on top would only be a second, arbitrary limit.
         self.pending: deque[bytes] = deque()
         self.writing_paused = False
+        # Set while the core's bounded turns run this connection's lines.
+        self.reading_paused = False
         # Bytes of the write that crossed the high-water mark: still counted
         # in the SendQ until resume_writing(), as the Streams adapter counts
         # a chunk until drain() returns.
@@ -110,7 +112,31 @@ class ChatConnection(asyncio.Protocol):
             log.exception("connection %d failed", self.conn)
             self.transport.abort()
             return
+        self.run_later()
+
+    def run_later(self) -> None:
+        """Let the loop run between the core's bounded turns of work on our lines.
+
+        The core stops after a bounded turn; the rest runs in a later callback,
+        after the loop has written what this turn queued, and no more is read
+        meanwhile: data_received() gets whatever one recv() returned (256 KiB
+        on the standard loop) and has no await at which to yield.
+        """
+        if self.hub.has_ready_lines(self.conn) and not self.transport.is_closing():
+            if not self.reading_paused:
+                self.reading_paused = True
+                self.transport.pause_reading()
+            asyncio.get_running_loop().call_soon(self.run_ready)
+            return
+        if self.reading_paused and not self.transport.is_closing():
+            self.reading_paused = False
+            self.transport.resume_reading()
         self.set_alarm()
+
+    def run_ready(self) -> None:
+        if not self.transport.is_closing():
+            self.hub.handle_timer(self.conn)
+            self.run_later()
 
     def set_alarm(self) -> None:
         """Make sure a timer fires by the core's next deadline for this client.
@@ -129,7 +155,7 @@ class ChatConnection(asyncio.Protocol):
     def ring(self) -> None:
         self.alarm = None
         self.hub.handle_timer(self.conn)
-        self.set_alarm()
+        self.run_later()
 
     def eof_received(self) -> None:
         # The core closes us with a flush (or already did). Returning None

@@ -8,7 +8,7 @@ from contextlib import suppress
 
 import trio
 
-from echochat.core import CLOSE_GRACE, READ_SIZE, ConnId
+from echochat.core import CLOSE_GRACE, READ_SIZE, SEND_PIECE, ConnId
 from echochat.hub import ChatHub
 from echochat.options import ServerOptions, set_send_buffer
 
@@ -85,6 +85,11 @@ async def read_loop(connection: ChatConnection, hub: ChatHub) -> None:
                     hub.receive_data(connection.conn, data)
                 else:
                     break  # EOF
+                # The core stops after a bounded turn of work: let the writers
+                # hand what this turn queued to the kernel before more is.
+                while hub.has_ready_lines(connection.conn):
+                    await trio.lowlevel.checkpoint()
+                    hub.handle_timer(connection.conn)
         except trio.BrokenResourceError as error:
             log.debug("connection %d failed: %r", connection.conn, error)
         hub.connection_lost(connection.conn)
@@ -103,9 +108,14 @@ async def write_loop(connection: ChatConnection, hub: ChatHub) -> None:
                 sending = True
                 # Blocks while the client's socket buffer is full; only this
                 # task waits, because every broadcast just queued and moved on.
-                await connection.stream.send_all(chunk)
+                # It says nothing until the kernel holds every byte, so send in
+                # pieces and report each: the SendQ then counts only what the
+                # client has not taken, and at most one piece the kernel has.
+                for start in range(0, len(chunk), SEND_PIECE):
+                    piece = chunk[start : start + SEND_PIECE]
+                    await connection.stream.send_all(piece)
+                    hub.data_sent(connection.conn, len(piece))
                 sending = False
-                hub.data_sent(connection.conn, len(chunk))
         except trio.BrokenResourceError as error:
             log.debug("connection %d failed: %r", connection.conn, error)
     # The reader sees a reset too; whoever is first tells the core (the other is a no-op).

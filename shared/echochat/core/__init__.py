@@ -10,12 +10,14 @@ from echochat.core.chat import ChatCore
 from echochat.core.echo import EchoCore
 from echochat.core.effects import Close, ConnId, Effect, Send
 from echochat.core.framing import Line, LineFramer, LineTooLong
-from echochat.core.limits import CLOSE_GRACE, READ_SIZE, Limits
+from echochat.core.limits import CLOSE_GRACE, READ_SIZE, SEND_PIECE, TURN_BYTES, Limits
 from echochat.core.version import __version__
 
 __all__ = [
     "CLOSE_GRACE",
     "READ_SIZE",
+    "SEND_PIECE",
+    "TURN_BYTES",
     "AcceptPacer",
     "ChatCore",
     "Close",

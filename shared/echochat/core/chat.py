@@ -98,6 +98,21 @@ class ChatCore(Network):
         client = self._clients.get(conn)
         return client.prefix if client is not None and client.registered else None
 
+    def has_ready_lines(self, conn: ConnId) -> bool:
+        """Whether the last call left lines of ``conn`` that may run now, its output budget spent.
+
+        The adapter then lets its writers run (one turn of its event loop) and
+        calls ``handle_timer``, and reads no more from ``conn`` until this is
+        False. Each call runs at least one line, so that loop ends.
+        """
+        client = self._clients.get(conn)
+        return client is not None and client.ready
+
+    def sendq(self, conn: ConnId) -> int:
+        """Bytes queued for ``conn`` and not yet reported sent (0 for an unknown connection)."""
+        client = self._clients.get(conn)
+        return 0 if client is None else client.queued
+
     def deadline(self, conn: ConnId) -> Seconds | None:
         """When ``handle_timer`` must next be called for ``conn``, or None for never.
 
@@ -204,12 +219,19 @@ class ChatCore(Network):
             elapsed = now - client.tokens_at
             client.tokens = min(limits.flood_burst, client.tokens + elapsed * limits.flood_rate)
             client.tokens_at = now
+        client.ready = False
         while client.inbox:
             if client.conn not in self._clients or client.overflowed:
                 return  # QUIT or SendQ earlier on: the rest is not executed.
+            if limits.flood_rate and client.tokens < 1 - _TOKEN_ROUNDING:
+                break
+            if self._turn_spent:
+                # Bounded work per call: the rest runs in the next one, once the
+                # writers have had a turn. Flood control let these lines through,
+                # so they take no token yet and do not count against the RecvQ.
+                client.ready = True
+                return
             if limits.flood_rate:
-                if client.tokens < 1 - _TOKEN_ROUNDING:
-                    break
                 client.tokens = max(client.tokens - 1, 0.0)
             event = client.inbox.popleft()
             client.inbox_bytes -= self._size(event)
@@ -231,6 +253,10 @@ class ChatCore(Network):
     def _finish(self) -> list[Effect]:
         self._drop_overflowed()
         effects, self._effects = self._effects, []
+        for client in self._turn_clients:
+            client.turn_bytes = 0
+        self._turn_clients.clear()
+        self._turn_spent = False
         return effects
 
     def _drop_overflowed(self) -> None:

@@ -24,6 +24,23 @@ DEFAULT_MAX_PER_IP = 16
 # memory a small multiple of it.
 READ_SIZE = 65_536
 
+# How many bytes one call into the core may queue for any one client before it
+# stops executing lines and leaves the rest for the next call (at most an
+# eighth of the SendQ): bounded work per turn, so that the adapter can let the
+# writers hand this turn's output to the kernel before more is queued. Without
+# it one 64 KiB read fanned out to a channel queued more than a 64 KiB SendQ
+# before any writer ran, and a member that kept up was dropped
+# (docs/backpressure.md, a member that keeps up). It must stay well under
+# SEND_PIECE, what a writer hands the kernel and reports per turn, or the
+# writers fall behind for good.
+TURN_BYTES = 8_192
+
+# The most a trio or anyio writer sends in one call before it reports the bytes
+# sent: their sends have no partial result (they return once the kernel holds
+# every byte), so a whole joined chunk would count in the SendQ until its last
+# byte is in the kernel.
+SEND_PIECE = 16_384
+
 # How long a closing connection may take to flush its goodbye (ERROR line and
 # whatever was queued before it) before it is cut off. Short, because a peer
 # that does not read would otherwise hold its socket open for ever, and

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 
 from echochat.core.effects import Close, ConnId, Effect, Send
 from echochat.core.errors import CommandError
-from echochat.core.limits import WHOWAS_SIZE, Limits
+from echochat.core.limits import TURN_BYTES, WHOWAS_SIZE, Limits
 from echochat.core.message import ascii_lower, format_message, token
 from echochat.core.state import Channel, Client, PastNick, Seconds, UnixTime
 
@@ -40,6 +40,20 @@ class Network:
         # Effects of the call in progress, returned and reset at its end.
         self._effects: list[Effect] = []
         self._overflowed: list[Client] = []
+        # Clients queued for by the call in progress, and whether one of them
+        # has had the budget: the call then runs no further line. A writer
+        # needs a turn or two to report what the kernel took, so one call may
+        # fill only a small part of a SendQ.
+        self._turn_clients: list[Client] = []
+        self._turn_spent = False
+        self._turn_budget = min(TURN_BYTES, limits.sendq // 8)
+        # A client whose SendQ is past this also ends the call's turn. The budget
+        # is per call, and the calls of many connections can run in one turn
+        # of the event loop before any writer does: 40 members sending at once
+        # queued 40 budgets for everyone, more than a SendQ. Past half full,
+        # each talker runs one line per turn until the writers catch up (or
+        # the client that does not read overflows, and is dropped).
+        self._turn_sendq = limits.sendq // 2
 
     @property
     def wall_time(self) -> UnixTime:
@@ -54,11 +68,20 @@ class Network:
         """
         if client.overflowed:
             return
-        if client.queued + len(data) > self.limits.sendq:
+        size = len(data)
+        queued = client.queued + size
+        if queued > self.limits.sendq:
             client.overflowed = True
             self._overflowed.append(client)
             return
-        client.queued += len(data)
+        client.queued = queued
+        # The turn's budget; every delivery passes here, so it is kept cheap.
+        turn = client.turn_bytes + size
+        if turn == size:
+            self._turn_clients.append(client)  # Its first bytes in this call.
+        client.turn_bytes = turn
+        if turn >= self._turn_budget or queued > self._turn_sendq:
+            self._turn_spent = True
         self._effects.append(Send(client.conn, data))
 
     def _send_to_all(self, recipients: Iterable[Client], data: bytes) -> None:

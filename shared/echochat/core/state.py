@@ -112,6 +112,9 @@ class Client:
     # Lines received but not yet executed, held back by flood control (the RecvQ).
     inbox: deque[FrameEvent] = field(default_factory=deque)
     inbox_bytes: int = 0
+    # Lines in the inbox that flood control lets through but that the last call
+    # left for the next one, its output budget spent (has_ready_lines).
+    ready: bool = False
     nick: str | None = None
     user: str | None = None
     realname: str = ""
@@ -122,6 +125,8 @@ class Client:
     password: str | None = None
     # Bytes handed to the adapter and not yet reported sent: the SendQ.
     queued: int = 0
+    # Bytes queued by the call in progress, for its output budget.
+    turn_bytes: int = 0
     # Set when the SendQ overflowed; the client is dropped once the current
     # operation (a whole broadcast) is over, as InspIRCd does.
     overflowed: bool = False
