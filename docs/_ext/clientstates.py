@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from echochat.core import ChatCore, Close, Effect, Limits, Send
 from echochat.core.commands import HANDLERS, PRE_REGISTRATION
+from echochat.core.passwords import PasswordHash, hash_password
 
 HOST = "192.0.2.1"  # TEST-NET-1: an address no real client has.
 OTHER_HOST = "192.0.2.2"
@@ -188,6 +189,15 @@ def connect_outcomes() -> list[tuple[str, str]]:
         conn, effects = crowded.connect(HOST, 0.0)
         label = f"{limits.max_per_ip} already from its address"
         outcomes.append((label, state_of(World(crowded, conn), effects)))
+    # With --password-hash, registration checks PASS: a wrong one ends it.
+    guarded = ChatCore(
+        Limits(password_hash=PasswordHash.parse(hash_password("right", b"a fixed salt, 16+"))),
+        CREATED,
+    )
+    conn, _ = guarded.connect(HOST, 0.0)
+    wrong = b"PASS wrong\r\nNICK alice\r\nUSER alice 0 * :Alice\r\n"
+    effects = guarded.receive_data(conn, wrong, 0.0)
+    outcomes.append(("wrong PASS (--password-hash)", state_of(World(guarded, conn), effects)))
     stopping = ChatCore(limits, CREATED)
     stopping.shutdown()
     conn, effects = stopping.connect(HOST, 0.0)
