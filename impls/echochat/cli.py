@@ -80,8 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
         help=(
             "the I/O framework: asyncio Streams, trio, or anyio on its asyncio or trio backend. "
             "Teaching variants, to measure and not to use: asyncio-nodrain (asyncio Streams "
-            "with drain() left out, the common mistake) and asyncio-protocol (asyncio's "
-            "Transport/Protocol layer with pause_writing()/resume_writing())"
+            "with drain() left out, the common mistake), asyncio-protocol (asyncio's "
+            "Transport/Protocol layer with pause_writing()/resume_writing()) and "
+            "asyncio-sockets (the loop's sock_recv_into()/sock_sendall() on bare sockets)"
         ),
     )
     serve.add_argument(
