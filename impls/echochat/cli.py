@@ -289,12 +289,13 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     )
     bench.add_argument(
         "kind",
-        choices=["compare", "matrix", "echo", "chat", "idle", "echo-cpu", "storm"],
+        choices=["compare", "matrix", "echo", "chat", "idle", "echo-cpu", "storm", "layers"],
         help="compare: contract suite + quick matrix; matrix: every implementation and load; "
         "echo/chat/idle: one load against one implementation; echo-cpu: asyncio's echo beside "
         "its minimal server, warmed or cold, with glibc's default mmap threshold or a fixed one; "
         "storm: every implementation under a connect/close storm, with the PING round trips "
-        "of clients already connected",
+        "of clients already connected; layers: asyncio's socket API, Streams and Protocol "
+        "minimal servers on asyncio and uvloop, echo and an accept storm",
     )
     bench.add_argument(
         "--impl",
@@ -309,7 +310,9 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         help="echo/chat/idle: the event loop, for the implementations that run on asyncio",
     )
     bench.add_argument(
-        "--quick", action="store_true", help="matrix: the short plan; storm: 1 s per server"
+        "--quick",
+        action="store_true",
+        help="matrix: the short plan; storm: 1 s per server; layers: one round",
     )
     bench.add_argument(
         "--size",
@@ -317,7 +320,9 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         default=None,
         help="echo: message bytes (default 1024); echo-cpu: the same (default 102400)",
     )
-    bench.add_argument("--rounds", type=_positive, default=5, help="echo-cpu: interleaved rounds")
+    bench.add_argument(
+        "--rounds", type=_positive, default=5, help="echo-cpu, layers: interleaved rounds"
+    )
     bench.add_argument(
         "--strace",
         action="store_true",
@@ -351,7 +356,7 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         type=Path,
         default=None,
         help="where JSON, PNG and Markdown go (default: build/compare for compare, "
-        "build/bench for matrix, build for storm)",
+        "build/bench for matrix, build for storm, build/layers for layers)",
     )
     bench.add_argument(
         "--docs",
