@@ -309,7 +309,13 @@ class AdapterSizes(SphinxDirective):
         rows.append([glue_title, *blank, count(glue)])
         sizes = table(["", *names, "total"], rows, ["adapter-sizes"])
 
-        pairs = [("asyncio", "trio"), ("trio", "anyio"), ("asyncio", "asyncio-protocol")]
+        pairs = [
+            ("asyncio", "trio"),
+            ("trio", "anyio"),
+            ("asyncio", "asyncio-protocol"),
+            ("trio", "asyncio-sockets"),
+            ("asyncio", "asyncio-sockets"),
+        ]
         diff_rows: list[list[Cell]] = []
         for old, new in pairs:
             cells = [f"{old} \N{RIGHTWARDS ARROW} {new}"]

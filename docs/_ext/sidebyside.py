@@ -7,7 +7,11 @@ so a renamed or deleted function fails the build instead of leaving a stale list
     ```{sidebyside}
     :all: chat.py:read_loop
     :asyncio-protocol: chat.py:ChatConnection.data_received; chat.py:ChatConnection.eof_received
+    :asyncio-sockets: chat.py:read_loop
     ```
+
+The columns of ``OPTIONAL`` (asyncio's socket API) are not covered by ``:all:``: a page
+shows one only where it names it, on the steps where it teaches something.
 
 ``adapterdiff`` shows ``diff -u`` between two adapter packages, computed by ``linediff``
 from the files as they are at build time with indentation ignored: a line that only moved
@@ -36,12 +40,14 @@ from sphinx.util.docutils import SphinxDirective
 from sphinx.util.typing import ExtensionMetadata, OptionSpec
 from sphinx.writers.html5 import HTML5Translator
 
-from echochat.registry import ADAPTERS, Adapter
+from echochat.registry import ADAPTERS, ASYNCIO_SOCKETS, Adapter
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
 
 IMPLS = PurePosixPath("impls/echochat")
+# Adapters whose column a page shows only when it names them.
+OPTIONAL = (ASYNCIO_SOCKETS,)
 
 
 class SideBySide(SphinxDirective):
@@ -54,8 +60,14 @@ class SideBySide(SphinxDirective):
 
     def run(self) -> list[nodes.Node]:
         unknown_default = self.options.get("all")
-        grid = nodes.container(classes=["sidebyside"])
-        for implementation in ADAPTERS:
+        shown = [
+            adapter
+            for adapter in ADAPTERS
+            if adapter not in OPTIONAL or adapter.key in self.options
+        ]
+        # The class tells sidebyside.css how many columns to lay out.
+        grid = nodes.container(classes=["sidebyside", f"sidebyside-{len(shown)}"])
+        for implementation in shown:
             specs = self.options.get(implementation.key, unknown_default)
             if not specs:
                 raise self.error(f"sidebyside: no code given for {implementation.key} (nor :all:)")

@@ -14,7 +14,7 @@
       .find((name) => name.startsWith(PREFIX))
       .slice(PREFIX.length);
 
-  // "anyio (asyncio and trio backends)" -> "anyio": four tabs fit a phone's width.
+  // "anyio (asyncio and trio backends)" -> "anyio": four or five tabs fit a phone's width.
   const shortLabel = (column) =>
     column.querySelector(".sidebyside-label").textContent.split(" (")[0].trim();
 
@@ -42,11 +42,15 @@
 
     const show = (key) => {
       for (const grid of grids) {
+        // A grid without the chosen column (asyncio's socket API is on some pages only)
+        // shows its first, asyncio Streams.
+        const keys = columnsOf(grid).map(keyOf);
+        const shown = keys.includes(key) ? key : keys[0];
         for (const column of columnsOf(grid)) {
-          column.classList.toggle("sidebyside-chosen", keyOf(column) === key);
+          column.classList.toggle("sidebyside-chosen", keyOf(column) === shown);
         }
         for (const tab of grid.querySelectorAll(".sidebyside-tabs button")) {
-          tab.setAttribute("aria-selected", String(tab.dataset.implementation === key));
+          tab.setAttribute("aria-selected", String(tab.dataset.implementation === shown));
         }
       }
     };
@@ -80,7 +84,7 @@
       grid.classList.add("sidebyside-tabbed");
     }
 
-    const keys = columnsOf(grids[0]).map(keyOf);
+    const keys = grids.flatMap((grid) => columnsOf(grid).map(keyOf));
     const stored = remembered();
     show(keys.includes(stored) ? stored : keys[0]);
   };

@@ -80,8 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
         help=(
             "the I/O framework: asyncio Streams, trio, or anyio on its asyncio or trio backend. "
             "Teaching variants, to measure and not to use: asyncio-nodrain (asyncio Streams "
-            "with drain() left out, the common mistake) and asyncio-protocol (asyncio's "
-            "Transport/Protocol layer with pause_writing()/resume_writing())"
+            "with drain() left out, the common mistake), asyncio-protocol (asyncio's "
+            "Transport/Protocol layer with pause_writing()/resume_writing()) and "
+            "asyncio-sockets (the loop's sock_recv_into()/sock_sendall() on bare sockets)"
         ),
     )
     serve.add_argument(
@@ -288,12 +289,13 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     )
     bench.add_argument(
         "kind",
-        choices=["compare", "matrix", "echo", "chat", "idle", "echo-cpu", "storm"],
+        choices=["compare", "matrix", "echo", "chat", "idle", "echo-cpu", "storm", "layers"],
         help="compare: contract suite + quick matrix; matrix: every implementation and load; "
         "echo/chat/idle: one load against one implementation; echo-cpu: asyncio's echo beside "
         "its minimal server, warmed or cold, with glibc's default mmap threshold or a fixed one; "
         "storm: every implementation under a connect/close storm, with the PING round trips "
-        "of clients already connected",
+        "of clients already connected; layers: asyncio's socket API, Streams and Protocol "
+        "minimal servers on asyncio and uvloop, echo and an accept storm",
     )
     bench.add_argument(
         "--impl",
@@ -308,7 +310,9 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         help="echo/chat/idle: the event loop, for the implementations that run on asyncio",
     )
     bench.add_argument(
-        "--quick", action="store_true", help="matrix: the short plan; storm: 1 s per server"
+        "--quick",
+        action="store_true",
+        help="matrix: the short plan; storm: 1 s per server; layers: one round",
     )
     bench.add_argument(
         "--size",
@@ -316,7 +320,9 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         default=None,
         help="echo: message bytes (default 1024); echo-cpu: the same (default 102400)",
     )
-    bench.add_argument("--rounds", type=_positive, default=5, help="echo-cpu: interleaved rounds")
+    bench.add_argument(
+        "--rounds", type=_positive, default=5, help="echo-cpu, layers: interleaved rounds"
+    )
     bench.add_argument(
         "--strace",
         action="store_true",
@@ -350,7 +356,7 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         type=Path,
         default=None,
         help="where JSON, PNG and Markdown go (default: build/compare for compare, "
-        "build/bench for matrix, build for storm)",
+        "build/bench for matrix, build for storm, build/layers for layers)",
     )
     bench.add_argument(
         "--docs",

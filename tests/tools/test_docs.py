@@ -61,11 +61,14 @@ STEPS = (
 )
 # In the order of the page (the order on a phone).
 IMPLEMENTATIONS = tuple(adapter.key for adapter in ADAPTER_PACKAGES)
+# The column a page shows only where it teaches something (sidebyside.py, OPTIONAL).
+OPTIONAL = ("asyncio-sockets",)
 PHONE = (390, 844)
 # A laptop, the most common desktop, a large desktop.
 DESKTOPS = ((1400, 900), (1920, 1080), (2560, 1440))
 # Columns of a side-by-side grid at each width (sidebyside.css says why): on a phone one,
 # stacked without JavaScript, picked by a tab strip with it.
+# Where a grid has the optional fifth column, the widest screen shows five.
 COLUMNS = {1400: 2, 1920: 2, 2560: 4}
 
 
@@ -260,7 +263,11 @@ def test_the_claims_page_lists_every_marker_of_the_site(site: Path) -> None:
 
 def test_the_diff_page_shows_the_adapter_diffs_with_indentation_ignored(site: Path) -> None:
     page = soup_of(site / "sidebyside" / "diff.html")
-    pairs = [("asyncio_impl", "trio_impl"), ("trio_impl", "anyio_impl")]
+    pairs = [
+        ("asyncio_impl", "trio_impl"),
+        ("trio_impl", "asyncio_sockets_impl"),
+        ("trio_impl", "anyio_impl"),
+    ]
     diffs = page.select("div.adapterdiff")
     assert len(diffs) == len(pairs)
     for diff, packages in zip(diffs, pairs, strict=True):
@@ -285,12 +292,23 @@ def test_the_diff_page_shows_the_adapter_diffs_with_indentation_ignored(site: Pa
     assert [code.get_text() for code in renamed] == [rule.old for rule in mirror.RENAMES]
 
 
+def grid_keys(grid: list[Column]) -> list[str]:
+    """The implementations a grid shows, in its order."""
+    return [key for column in grid for key in IMPLEMENTATIONS if f"impl-{key}" in column.classes]
+
+
 def check_columns(page: str, grid: list[Column], columns: int, width: int) -> None:
-    """The grid shows the four implementations, labelled, each listing visible, laid out
-    in ``columns`` columns within the ``width`` of the window."""
-    keys = [key for column in grid for key in IMPLEMENTATIONS if f"impl-{key}" in column.classes]
-    assert keys == list(IMPLEMENTATIONS), page
-    for key, column in zip(IMPLEMENTATIONS, grid, strict=True):
+    """The grid shows the four implementations (and the optional fifth where the page
+    names it), labelled, each listing visible, laid out in ``columns`` columns (five on
+    the widest screens when there is a fifth) within the ``width`` of the window."""
+    keys = grid_keys(grid)
+    assert [key for key in keys if key not in OPTIONAL] == [
+        key for key in IMPLEMENTATIONS if key not in OPTIONAL
+    ], page
+    assert keys == [key for key in IMPLEMENTATIONS if key in keys], page
+    if columns == 4 and len(keys) == 5:
+        columns = 5
+    for key, column in zip(keys, grid, strict=True):
         assert column.label, f"{page}: {key} has no visible label"
         assert column.listings, f"{page}: no listing for {key}"
         for listing in column.listings:
@@ -303,7 +321,7 @@ def check_columns(page: str, grid: list[Column], columns: int, width: int) -> No
         # On the screen: html's overflow-x: hidden (furo) would hide what is not.
         assert left >= 0, f"{page}: {key} starts left of the window"
         assert left + column_width <= width, f"{page}: {key} ends right of the window"
-    asyncio, trio, anyio, protocol = (column.box for column in grid)
+    asyncio, trio, anyio, protocol, *sockets = (column.box for column in grid)
     lefts = {round(column.box[0]) for column in grid}
     assert len(lefts) == columns, f"{page}: {len(lefts)} columns, not {columns}"
     if columns == 1:
@@ -318,6 +336,10 @@ def check_columns(page: str, grid: list[Column], columns: int, width: int) -> No
         assert protocol[1] >= asyncio[1] + asyncio[3], page
         assert anyio[0] == trio[0], page
         assert anyio[1] >= trio[1] + trio[3], page
+        for fifth in sockets:
+            # asyncio's socket API under asyncio's other two, on the left.
+            assert fifth[0] == asyncio[0], page
+            assert fifth[1] >= max(protocol[1] + protocol[3], anyio[1] + anyio[3]), page
     else:
         # One row, in the page's order.
         assert len({round(column.box[1]) for column in grid}) == 1, page
@@ -406,11 +428,21 @@ def test_side_by_side_pages_on_a_phone_show_one_implementation_picked_by_tabs(
     width, _ = PHONE
     for page in side_by_side_pages(site):
         driver.get(f"{base}/sidebyside/{page}.html")
-        # The last implementation first: the page may open on the one picked last time.
-        for key in reversed(IMPLEMENTATIONS):
-            # The last grid, below any other whose height the tap changes; the reader
-            # 150 px into it, the tab strip held under the header.
-            grid = driver.find_elements(By.CSS_SELECTOR, ".sidebyside")[-1]
+        # The implementations the page shows somewhere, the last first: the page may
+        # open on the one picked last time.
+        on_page = [
+            key
+            for key in IMPLEMENTATIONS
+            if driver.find_elements(By.CSS_SELECTOR, f".sidebyside > .impl-{key}")
+        ]
+        for key in reversed(on_page):
+            # The last grid with that column, below any other whose height the tap
+            # changes; the reader 150 px into it, the tab strip held under the header.
+            grid = [
+                grid
+                for grid in driver.find_elements(By.CSS_SELECTOR, ".sidebyside")
+                if grid.find_elements(By.CSS_SELECTOR, f":scope > .impl-{key}")
+            ][-1]
             tab = grid.find_element(By.CSS_SELECTOR, f".sidebyside-tabs button.impl-{key}")
             driver.execute_script(
                 "const top = arguments[0].getBoundingClientRect().top + scrollY + 150;"
@@ -424,8 +456,10 @@ def test_side_by_side_pages_on_a_phone_show_one_implementation_picked_by_tabs(
             assert tab.get_attribute("aria-selected") == "true"
             for shown in side_by_side_layout(driver):
                 visible = [column for column in shown if column.listings[0].shown]
+                # A grid without the picked column shows its first, asyncio Streams.
+                expected = key if key in grid_keys(shown) else IMPLEMENTATIONS[0]
                 assert [column.classes for column in visible] == [
-                    column.classes for column in shown if f"impl-{key}" in column.classes
+                    column.classes for column in shown if f"impl-{expected}" in column.classes
                 ], f"{page}: picking {key}"
                 (column,) = visible
                 assert column.label, page
@@ -438,9 +472,10 @@ def test_side_by_side_pages_on_a_phone_show_one_implementation_picked_by_tabs(
             assert page_overflow(driver) <= 0, f"{page} at {width} px is too wide"
             if page == SCREENSHOT_PAGE and key in (IMPLEMENTATIONS[0], "trio"):
                 full_page_png(driver, width, SCREENSHOTS / f"{page}-{width}-{key}.png")
-        tabs = driver.find_elements(By.CSS_SELECTOR, ".sidebyside-tabs button")
-        labels = [tab.text for tab in tabs[: len(IMPLEMENTATIONS)]]
-        assert labels == ["asyncio Streams", "trio", "anyio", "asyncio Protocol"], page
+        for strip in driver.find_elements(By.CSS_SELECTOR, ".sidebyside-tabs"):
+            labels = [tab.text for tab in strip.find_elements(By.CSS_SELECTOR, "button")]
+            assert labels[:4] == ["asyncio Streams", "trio", "anyio", "asyncio Protocol"], page
+            assert labels[4:] in ([], ["asyncio sockets"]), page
 
 
 @pytest.mark.timeout(120)

@@ -31,5 +31,13 @@ def test_errors_surface_where_each_model_says(tmp_path: Path) -> None:
         assert results[model]["attempts"] <= 3, model
         assert results[model]["logged"] == 0, model
 
+    # asyncio's socket API: the first sock_sendall() after the RST raises the
+    # kernel's error itself; no transport logs or swallows it.
+    for model in ("asyncio-sockets", "uvloop-sockets"):
+        assert results[model]["exception_type"] == "ConnectionResetError", model
+        assert results[model]["surfaced_in"] == "sock_sendall()", model
+        assert results[model]["attempts"] == 1, model
+        assert results[model]["logged"] == 0, model
+
     assert (tmp_path / "errors.png").stat().st_size > 0
     assert f"plot: {tmp_path / 'errors.png'}" in report.notes

@@ -13,7 +13,15 @@ from echochat.experiments.common import MiB
 from echochat.experiments.memory import growth_figure, run
 
 FIGURES = Path(__file__).resolve().parents[2] / "docs" / "figures"
-BACKPRESSURED = ["asyncio", "trio", "anyio-asyncio", "anyio-trio", "asyncio-protocol"]
+BACKPRESSURED = [
+    "asyncio",
+    "trio",
+    "anyio-asyncio",
+    "anyio-trio",
+    "asyncio-protocol",
+    "asyncio-sockets",
+    "asyncio-sockets+uvloop",
+]
 
 
 def test_only_the_server_without_drain_grows(tmp_path: Path) -> None:

@@ -774,3 +774,80 @@ def test_trio_raises_a_pending_signal_again_when_its_receiver_closes(before: str
     else:
         assert ran.returncode == 0, ran
         assert ran.stdout == "survived\n"
+
+
+LOOP_FACTORIES = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+
+
+@pytest.mark.parametrize("loop", list(LOOP_FACTORIES))
+def test_sock_recv_into_cancelled_after_its_recv_loses_the_bytes(loop: str) -> None:
+    """Why asyncio_sockets_impl/chat.py keeps its deadlines on a call_at timer.
+
+    The reader callback (CPython Lib/asyncio/selector_events.py,
+    _sock_recv_into; uvloop/loop.pyx, Loop._sock_recv_into) calls recv_into()
+    and sets the future's result; a task.cancel() that lands before the task
+    resumes (Lib/asyncio/tasks.py, Task.cancel: the future is done, so
+    _must_cancel) throws CancelledError into the coroutine instead, and the
+    count is gone while the bytes have left the kernel. Made deterministic by
+    blocking the loop past the deadline while the bytes arrive, so the
+    reader and the timeout run in the same iteration.
+    """
+
+    async def scenario() -> tuple[bool, bytes, bytes]:
+        running = asyncio.get_running_loop()
+        left, right = socket.socketpair()
+        left.setblocking(False)
+        buffer = bytearray(16)
+
+        def arrive_late() -> None:
+            right.send(b"hello")
+            time.sleep(0.1)  # Past the deadline below: both fire in one iteration.
+
+        running.call_later(0.01, arrive_late)
+        timed_out = False
+        try:
+            async with asyncio.timeout(0.05):
+                await running.sock_recv_into(left, buffer)
+        except TimeoutError:
+            timed_out = True
+        try:
+            left_in_kernel = left.recv(16)
+        except BlockingIOError:
+            left_in_kernel = b""
+        left.close()
+        right.close()
+        return timed_out, left_in_kernel, bytes(buffer[:5])
+
+    with asyncio.Runner(loop_factory=LOOP_FACTORIES[loop]) as runner:
+        timed_out, left_in_kernel, in_buffer = runner.run(scenario())
+    assert timed_out
+    # Not in the kernel any more: only in our buffer, with no count to say so.
+    assert left_in_kernel == b""
+    assert in_buffer == b"hello"
+
+
+@pytest.mark.parametrize(("loop", "suspends"), [("asyncio", False), ("uvloop", True)])
+def test_sock_recv_into_with_bytes_waiting_suspends_only_on_uvloop(
+    loop: str, suspends: bool
+) -> None:
+    """asyncio's sock_recv_into() tries recv_into() first and returns without
+    suspending when bytes are waiting (Lib/asyncio/selector_events.py,
+    sock_recv_into); uvloop's always adds a reader and awaits a future
+    (uvloop/loop.pyx, Loop.sock_recv_into), so every receive is a trip
+    through the loop, and other callbacks run in between."""
+
+    async def scenario() -> bool:
+        running = asyncio.get_running_loop()
+        left, right = socket.socketpair()
+        left.setblocking(False)
+        right.send(b"waiting")
+        ran: list[bool] = []
+        running.call_soon(ran.append, True)
+        count = await running.sock_recv_into(left, bytearray(16))
+        assert count == len(b"waiting")
+        left.close()
+        right.close()
+        return bool(ran)
+
+    with asyncio.Runner(loop_factory=LOOP_FACTORIES[loop]) as runner:
+        assert runner.run(scenario()) is suspends

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from echochat.bench import storm
+from echochat.bench import layers, storm
 from echochat.bench.chat import run_chat
 from echochat.bench.contract import run_contract_suite
 from echochat.bench.echo import MINIMAL, measure, start_echochat, start_minimal
@@ -77,6 +77,16 @@ def run_storm(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_layers(args: argparse.Namespace) -> int:
+    rounds = layers.QUICK_ROUNDS if args.quick else args.rounds
+    document = layers.run(rounds, args.client)
+    out = args.out or layers.DEFAULT_OUT
+    paths = layers.save(document, out)
+    print(layers.summary(document))
+    print("written: " + ", ".join(str(path) for path in paths))
+    return 0
+
+
 def run_echo(args: argparse.Namespace) -> int:
     starts = [
         lambda: start_echochat(args.impl, args.loop),
@@ -107,6 +117,7 @@ RUNNERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "matrix": run_matrix_command,
     "echo-cpu": run_echo_cpu_command,
     "storm": run_storm,
+    "layers": run_layers,
     "echo": run_echo,
     "chat": run_members,
     "idle": run_members,

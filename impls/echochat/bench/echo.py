@@ -317,11 +317,12 @@ class Minimal:
 
 
 # The minimal server of each echochat implementation's framework: the
-# teaching variants are compared with what they vary (Streams, Protocol).
+# teaching variants are compared with what they vary (Streams, Protocol, sockets).
 MINIMAL = {
     "asyncio": Minimal("minimal asyncio-streams", "asyncio_streams"),
     "asyncio-nodrain": Minimal("minimal asyncio-streams", "asyncio_streams"),
     "asyncio-protocol": Minimal("minimal asyncio-protocol", "asyncio_protocol"),
+    "asyncio-sockets": Minimal("minimal asyncio-sockets", "asyncio_sockets"),
     "trio": Minimal("minimal trio", "trio_echo"),
     "anyio-asyncio": Minimal("minimal anyio-asyncio", "anyio_echo", ("--backend", "asyncio")),
     "anyio-trio": Minimal("minimal anyio-trio", "anyio_echo", ("--backend", "trio")),

@@ -137,18 +137,25 @@ def measure(port: int, label: str, seconds: float) -> StormResult:
     )
 
 
+# What each storm connection sends, and how the line it gets back must start:
+# chat's QUIT and ERROR, or (bench layers) one echoed line.
+QUIT = (b"QUIT\r\n", b"ERROR ")
+
+
 def storm_process(
     port: int,
     seconds: float,
     ready: threading.Barrier,
     results: multiprocessing.Queue[dict[str, int]],
+    exchange: tuple[bytes, bytes] = QUIT,
 ) -> None:
     """One client process of the storm: how many connections ended which way, into ``results``."""
     ready.wait(timeout=60)
-    results.put(asyncio.run(_storm(port, seconds)))
+    results.put(asyncio.run(_storm(port, seconds, exchange)))
 
 
-async def _storm(port: int, seconds: float) -> dict[str, int]:
+async def _storm(port: int, seconds: float, exchange: tuple[bytes, bytes]) -> dict[str, int]:
+    request, reply = exchange
     counts = {"completed": 0, "connect_timeout": 0, "connect_error": 0, "reply_error": 0}
     deadline = time.monotonic() + seconds
 
@@ -165,10 +172,10 @@ async def _storm(port: int, seconds: float) -> dict[str, int]:
                 await asyncio.sleep(0.01)  # e.g. out of ephemeral ports: do not spin
                 continue
             try:
-                writer.write(b"QUIT\r\n")
+                writer.write(request)
                 async with asyncio.timeout(TIMEOUT):
                     line = await reader.readline()
-                counts["completed" if line.startswith(b"ERROR ") else "reply_error"] += 1
+                counts["completed" if line.startswith(reply) else "reply_error"] += 1
             except (TimeoutError, OSError):
                 counts["reply_error"] += 1
             finally:

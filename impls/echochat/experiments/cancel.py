@@ -22,7 +22,15 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 NAME = "cancel"
-ORDER = ["asyncio-drain", "uvloop-drain", "trio", "anyio-asyncio", "anyio-trio"]
+ORDER = [
+    "asyncio-drain",
+    "uvloop-drain",
+    "asyncio-sockets",
+    "uvloop-sockets",
+    "trio",
+    "anyio-asyncio",
+    "anyio-trio",
+]
 SIZE = 8 * MiB
 
 
@@ -67,6 +75,13 @@ def run(settings: Settings) -> Report:
         "drops the unsent rest and nothing marks the stream broken: the next send_all() "
         "works and the marker ends the truncated line (trio _highlevel_socket.py, "
         "SocketStream.send_all; trio.abc.SendStream.send_all docs; trio#889).",
+        "asyncio's socket API, on asyncio's loop and on uvloop: sock_sendall() loops over "
+        "socket.send() from a writer callback and has no buffer of its own, like trio's "
+        "send_all(); the cancel removes the writer and drops the unsent rest, nothing marks the "
+        "socket broken, and the marker ends the truncated line (Lib/asyncio/selector_events.py, "
+        "sock_sendall and _sock_sendall; uvloop/loop.pyx, Loop.sock_sendall). The "
+        "asyncio-sockets adapter therefore sends its SendQ farewell only if no sock_sendall() "
+        "was cut off (ChatService.handle_client, asyncio_sockets_impl/chat.py).",
         "'kernel took' is what the peer could read before the framework ran again. trio sets "
         "TCP_NOTSENT_LOWAT = 16 KiB on its SocketStream (trio#72), so send_all() stops "
         "while the kernel holds little; anyio's trio backend wraps accepted sockets itself "

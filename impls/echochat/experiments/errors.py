@@ -26,11 +26,13 @@ ORDER = [
     "asyncio-write",
     "asyncio-drain",
     "asyncio-protocol",
+    "asyncio-sockets",
     "trio",
     "anyio-asyncio",
     "anyio-trio",
     "uvloop-write",
     "uvloop-drain",
+    "uvloop-sockets",
 ]
 
 
@@ -75,6 +77,10 @@ def run(settings: Settings) -> Report:
         "_backends/_trio.py, _convert_socket_error). anyio on asyncio: send() writes, then "
         "checkpoints without looking again, so the next send() raises "
         "(anyio _backends/_asyncio.py, SocketStream.send).",
+        "asyncio's socket API, on both loops: sock_sendall() calls socket.send() at once "
+        "(Lib/asyncio/selector_events.py, sock_sendall; uvloop/loop.pyx, Loop.sock_sendall), so "
+        "the first send after the RST raises the kernel's ConnectionResetError, and nothing "
+        "is logged: there is no transport to hold the error.",
         "uvloop: write() after the loss raises RuntimeError ('the handler is closed', "
         "UVHandle._ensure_alive) once the loop has handled it, instead of being dropped, "
         "and UVStream.write never logs.",

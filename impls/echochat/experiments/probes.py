@@ -188,7 +188,7 @@ class AsyncioSender(Sender):
     async def checkpoint(self) -> None:
         await asyncio.sleep(0)
 
-    def buffered(self) -> int:
+    def buffered(self) -> int | None:
         return self.transport.get_write_buffer_size()
 
 
@@ -260,6 +260,24 @@ class ProtocolSender(AsyncioSender):
 
     async def aclose(self) -> None:
         self.transport.close()
+
+
+class SocketsSender(AsyncioSender):
+    """The loop's socket API: sock_sendall() on a bare non-blocking socket, no transport."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__(sock.fileno())
+        self.sock = sock
+
+    async def send(self, data: bytes) -> None:
+        self.calling = "sock_sendall()"
+        await asyncio.get_running_loop().sock_sendall(self.sock, data)
+
+    def buffered(self) -> None:
+        return None  # No user-space buffer: what the kernel did not take stays unsent.
+
+    async def aclose(self) -> None:
+        self.sock.close()
 
 
 class TrioSender(Sender):
@@ -347,6 +365,24 @@ async def asyncio_protocol() -> AsyncIterator[tuple[Sender, Peer]]:
         peer.close()
         server.close()
         await server.wait_closed()
+
+
+@asynccontextmanager
+async def asyncio_sockets() -> AsyncIterator[tuple[Sender, Peer]]:
+    loop = asyncio.get_running_loop()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.setblocking(False)
+        peer = Peer(listener.getsockname()[1])
+        try:
+            async with asyncio.timeout(PATIENCE):
+                sock, _ = await loop.sock_accept(listener)
+            sender = SocketsSender(sock)
+            try:
+                yield sender, peer
+            finally:
+                await sender.aclose()
+        finally:
+            peer.close()
 
 
 @asynccontextmanager
@@ -508,6 +544,8 @@ MODELS = {
         "asyncio write()+drain()", "asyncio", lambda: asyncio_streams(drain=True)
     ),
     "asyncio-protocol": Model("asyncio Protocol", "asyncio", asyncio_protocol),
+    "asyncio-sockets": Model("asyncio sock_sendall()", "asyncio", asyncio_sockets),
+    "uvloop-sockets": Model("uvloop sock_sendall()", "uvloop", asyncio_sockets),
     "trio": Model("trio send_all()", "trio", trio_stream),
     "anyio-asyncio": Model("anyio send(), asyncio", "anyio-asyncio", anyio_stream),
     "anyio-trio": Model("anyio send(), trio", "anyio-trio", anyio_stream),
