@@ -7,7 +7,7 @@ import logging
 import socket
 from contextlib import suppress
 
-from echochat.core import CLOSE_GRACE, READ_SIZE, ConnId
+from echochat.core import CLOSE_GRACE, READ_SIZE, SEND_PIECE, ConnId
 from echochat.hub import ChatHub
 from echochat.options import ServerOptions, set_send_buffer
 
@@ -125,6 +125,13 @@ async def read_loop(connection: ChatConnection, hub: ChatHub) -> None:
         # Not under a timeout: the alarm (set_alarm) brings the core's deadlines.
         while count := await loop.sock_recv_into(connection.sock, buffer):
             hub.receive_data(connection.conn, bytes(buffer[:count]))
+            # The core stops after a bounded turn of work. On asyncio's loop
+            # sock_recv_into() returns waiting bytes without yielding, so
+            # yield here: the writers hand what this turn queued to the kernel
+            # before more is.
+            while hub.has_ready_lines(connection.conn):
+                await asyncio.sleep(0)
+                hub.handle_timer(connection.conn)
             connection.set_alarm(hub)
     except OSError as error:  # A reset, or a timeout from the kernel.
         log.debug("connection %d failed: %r", connection.conn, error)
@@ -140,9 +147,13 @@ async def write_loop(connection: ChatConnection, hub: ChatHub) -> None:
             # Returns once the kernel holds every byte, like trio's send_all():
             # there is no user-space buffer and no write()/drain() split. Only
             # this task waits, because every broadcast just queued and moved on.
-            await loop.sock_sendall(connection.sock, chunk)
+            # It says nothing until then, so send in pieces and report each:
+            # the SendQ then counts only what the client has not taken.
+            for start in range(0, len(chunk), SEND_PIECE):
+                piece = chunk[start : start + SEND_PIECE]
+                await loop.sock_sendall(connection.sock, piece)
+                hub.data_sent(connection.conn, len(piece))
             connection.sending = False
-            hub.data_sent(connection.conn, len(chunk))
     except OSError as error:
         log.debug("connection %d failed: %r", connection.conn, error)
     # The reader sees a reset too; whoever is first tells the core (the other is a no-op).
