@@ -26,7 +26,29 @@ def listening_socket(host: str, port: int, backlog: int) -> socket.socket:
 
     The asyncio adapters listen and accept themselves rather than through
     start_server() or create_server(): asyncio_impl/server.py, accept_loop, says why.
+    Like create_server(), it asks getaddrinfo() for proto IPPROTO_TCP: an accepted
+    socket inherits its listener's proto, and asyncio's transports set TCP_NODELAY
+    only on sockets whose proto is IPPROTO_TCP (``base_events._set_nodelay``).
+    socket.create_server() leaves it 0, and Nagle then held each small reply back
+    until the client's delayed ACK: chat fan-out ran six times slower, p99 40 ms
+    (test_framework_traps.py, test_asyncio_sets_nodelay_only_for_proto_tcp).
     """
-    listener = socket.create_server((host, port), backlog=backlog)
-    listener.setblocking(False)
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host or None,
+        port,
+        type=socket.SOCK_STREAM,
+        proto=socket.IPPROTO_TCP,
+        flags=socket.AI_PASSIVE,
+    )[0]
+    listener = socket.socket(family, kind, proto)
+    try:
+        # As socket.create_server() and asyncio do on POSIX: a restarted server
+        # can bind while the old one's connections are in TIME_WAIT.
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(address)
+        listener.listen(backlog)
+        listener.setblocking(False)
+    except BaseException:
+        listener.close()
+        raise
     return listener

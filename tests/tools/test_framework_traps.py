@@ -851,3 +851,33 @@ def test_sock_recv_into_with_bytes_waiting_suspends_only_on_uvloop(
 
     with asyncio.Runner(loop_factory=LOOP_FACTORIES[loop]) as runner:
         assert runner.run(scenario()) is suspends
+
+
+def test_asyncio_sets_nodelay_only_for_proto_tcp() -> None:
+    """Why loops.listening_socket() asks for IPPROTO_TCP rather than call socket.create_server().
+
+    A transport sets TCP_NODELAY only on a socket whose proto is IPPROTO_TCP
+    (Lib/asyncio/base_events.py, _set_nodelay; 3.11 to 3.13), and an accepted
+    socket inherits its listener's proto: 0 from socket.create_server().
+    """
+    from echochat.loops import listening_socket  # noqa: PLC0415
+
+    async def nodelay_of(listener: socket.socket) -> int:
+        loop = asyncio.get_running_loop()
+        port = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)):
+            sock, _ = await loop.sock_accept(listener)
+            transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, sock)
+            option = transport.get_extra_info("socket").getsockopt(
+                socket.IPPROTO_TCP, socket.TCP_NODELAY
+            )
+            transport.close()
+        return int(option)
+
+    plain = socket.create_server(("127.0.0.1", 0))
+    plain.setblocking(False)
+    with plain, listening_socket("127.0.0.1", 0, 16) as ours:
+        assert plain.proto == 0
+        assert ours.proto == socket.IPPROTO_TCP
+        assert asyncio.run(nodelay_of(plain)) == 0
+        assert asyncio.run(nodelay_of(ours)) != 0
