@@ -133,6 +133,10 @@ async def read_loop(connection: ChatConnection, hub: ChatHub) -> None:
                 await asyncio.sleep(0)
                 hub.handle_timer(connection.conn)
             connection.set_alarm(hub)
+            # And yield once per read in any case: a client that keeps sending
+            # always has bytes waiting, and this loop would never give the
+            # other connections a turn (trio's receive_some() always does).
+            await asyncio.sleep(0)
     except OSError as error:  # A reset, or a timeout from the kernel.
         log.debug("connection %d failed: %r", connection.conn, error)
     hub.connection_lost(connection.conn)  # EOF, or the error above.

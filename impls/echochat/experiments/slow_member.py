@@ -367,6 +367,7 @@ COLOURS = {
     "anyio-trio": "tab:purple",
     "asyncio-nodrain": "tab:brown",
     "asyncio-protocol": "tab:cyan",
+    "asyncio-sockets": "tab:olive",
     "naive-trio": "tab:red",
     "naive-asyncio": "black",
 }
