@@ -21,7 +21,7 @@ import psutil
 
 from echochat.registry import BY_NAME, EventLoop, configuration_id
 
-_LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)\n")
+_LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)(?:, TLS on 127\.0\.0\.1:(\d+))?\n")
 
 
 def echochat_command(impl: str, service: str, *options: str, loop: EventLoop) -> list[str]:
@@ -58,6 +58,8 @@ class ServerUnderTest:
             self._close_files()
             raise RuntimeError(f"{self.label} did not start: {line!r}; stderr: {stderr}")
         self.port = int(match.group(1))
+        # With --tls-port: where TLS listens beside plain TCP on ``port``.
+        self.tls_port = None if match.group(2) is None else int(match.group(2))
         self._ps = psutil.Process(self.process.pid)
 
     @classmethod

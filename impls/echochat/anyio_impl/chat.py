@@ -7,7 +7,7 @@ import math
 from contextlib import suppress
 
 import anyio
-from anyio.abc import SocketAttribute, SocketStream
+from anyio.abc import ByteStream, SocketAttribute
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from echochat.core import CLOSE_GRACE, READ_SIZE, ConnId
@@ -22,7 +22,7 @@ class ChatService:
         self.hub = ChatHub(options, clock=anyio.current_time)
         self.send_buffer = options.send_buffer
 
-    async def handle_client(self, stream: SocketStream) -> None:
+    async def handle_client(self, stream: ByteStream) -> None:
         try:
             host = stream.extra(SocketAttribute.remote_address)[0]
             set_send_buffer(stream.extra(SocketAttribute.raw_socket), self.send_buffer)
@@ -47,7 +47,7 @@ class ChatService:
 class ChatConnection:
     """One client as the hub sees it: an outbound queue, and scopes to stop its tasks."""
 
-    def __init__(self, stream: SocketStream) -> None:
+    def __init__(self, stream: ByteStream) -> None:
         self.stream = stream
         self.conn: ConnId = 0
         # The queue is bounded in bytes by the core's SendQ accounting; a
