@@ -27,4 +27,5 @@ EXPERIMENTS = {
     "fairness": "echochat.experiments.fairness",
     "slow-member": "echochat.experiments.slow_member",
     "cancel": "echochat.experiments.cancel",
+    "tls": "echochat.experiments.tls",
 }
