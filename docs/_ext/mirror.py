@@ -173,6 +173,11 @@ SSL_GENERIC = (
     "trio's `SSLStream` is generic in the stream it wraps, anyio's `TLSStream` is not (and the "
     "shorter line is not wrapped)"
 )
+RAW_SSL_ERROR = (
+    "anyio's `TLSStream` lets an `ssl.SSLError` other than an unexpected EOF through as it is "
+    "(say a record that does not decrypt), where trio's `SSLStream` raises "
+    "`BrokenResourceError` from it (anyio/streams/tls.py, `_call_sslobject_method`)"
+)
 HANDSHAKE = (
     "trio's `SSLStream` does the handshake at the first send or receive unless "
     "`do_handshake()` forces it; anyio's `TLSStream.wrap()` does it before it returns. A failed "
@@ -300,12 +305,29 @@ ALLOWED: tuple[Allowed, ...] = (
         (
             "else:",
             "break  # EOF",
+            "except anyio.BrokenResourceError as error:",
         ),
         (
             "except anyio.EndOfStream:",
             ("pass  # EOF: where trio's receive_some() returns b\"\", anyio's receive() raises."),
+            "# A TLSStream lets an SSLError (say a record that does not decrypt) through.",
+            "except (anyio.BrokenResourceError, ssl.SSLError) as error:",
         ),
-        EOF,
+        f"{EOF}; and {RAW_SSL_ERROR}",
+    ),
+    Allowed("chat.py", (), ("import ssl",), RAW_SSL_ERROR),
+    Allowed("echo.py", (), ("import ssl",), RAW_SSL_ERROR),
+    Allowed(
+        "echo.py",
+        (),
+        (
+            (
+                "except ssl.SSLError as error:  # Let through by a TLSStream: say a record that "
+                "does not decrypt."
+            ),
+            'log.debug("echo connection failed: %r", error)',
+        ),
+        RAW_SSL_ERROR,
     ),
     Allowed(
         "chat.py",

@@ -172,6 +172,23 @@ def test_bad_clients_in_the_handshake_are_closed_and_leave_nothing_behind(
     server.stop()  # Asserts a clean exit: no traceback, no warning, no task left pending.
 
 
+@pytest.mark.parametrize("service", ["chat", "echo"])
+def test_a_corrupt_record_after_the_handshake_closes_that_connection_quietly(
+    start_server: Start, certificate: Certificate, service: str
+) -> None:
+    """A record that does not decrypt (bad record MAC) is a broken connection, not a bug."""
+    server = start_server(service, *certificate.options())
+    secure = tls_connect(server.port, certificate)
+    secure.sendall(b"PING :before\r\n")
+    # Under the TLS layer: an application-data record of zeros, which no key decrypts.
+    with socket.socket(fileno=secure.detach()) as raw:
+        raw.sendall(b"\x17\x03\x03\x00\x20" + bytes(32))
+        raw.settimeout(10)
+        while raw.recv(65536):  # Whatever the server still sends, then its close.
+            pass
+    server.stop()  # Asserts a clean log: no traceback, no ERROR.
+
+
 def test_member_that_never_reads_over_tls_is_dropped_for_sendq(
     start_server: Start, certificate: Certificate, open_tls: OpenTls
 ) -> None:

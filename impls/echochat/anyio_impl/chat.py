@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import ssl
 from contextlib import suppress
 
 import anyio
@@ -89,7 +90,8 @@ async def read_loop(connection: ChatConnection, hub: ChatHub) -> None:
                     hub.receive_data(connection.conn, data)
         except anyio.EndOfStream:
             pass  # EOF: where trio's receive_some() returns b"", anyio's receive() raises.
-        except anyio.BrokenResourceError as error:
+        # A TLSStream lets an SSLError (say a record that does not decrypt) through.
+        except (anyio.BrokenResourceError, ssl.SSLError) as error:
             log.debug("connection %d failed: %r", connection.conn, error)
         hub.connection_lost(connection.conn)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 
 import anyio
 from anyio.abc import ByteStream
@@ -47,3 +48,5 @@ async def echo_loop(stream: ByteStream) -> None:
         pass
     except anyio.BrokenResourceError:
         log.debug("echo connection reset by peer")
+    except ssl.SSLError as error:  # Let through by a TLSStream: say a record that does not decrypt.
+        log.debug("echo connection failed: %r", error)
