@@ -22,6 +22,13 @@ run: $(BIN)/echochat
 	@echo "  weechat, then: /server add echochat 127.0.0.1/$(PORT) -notls; /connect echochat"
 	@echo "  nc -C 127.0.0.1 $(PORT)   then type: NICK you / USER you 0 * :You / JOIN #echochat"
 	@echo "Implementations: make run IMPL=asyncio | trio | anyio-asyncio | anyio-trio"
+	@echo "TLS beside plain TCP (IRC's port 6697), with a certificate for localhost:"
+	@echo "  openssl req -x509 -nodes -days 30 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \\"
+	@echo "    -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \\"
+	@echo "    -keyout key.pem -out cert.pem"
+	@echo "  $(BIN)/echochat serve --impl $(IMPL) --port $(PORT) --tls-port 6697 --tls-cert cert.pem --tls-key key.pem"
+	@echo "  irssi, then: /connect -tls -tls_verify -tls_cafile $(CURDIR)/cert.pem localhost 6697"
+	@echo "  openssl s_client -connect 127.0.0.1:6697 -quiet -crlf -CAfile cert.pem -verify_hostname localhost"
 	$(BIN)/echochat serve --impl $(IMPL) --service chat --host 127.0.0.1 --port $(PORT)
 
 test: lint typecheck imports pytest

@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import re
 import socket
+import ssl
+from pathlib import Path
 
 _tokens = itertools.count(1)
 
@@ -85,6 +87,19 @@ class IrcClient:
     def join(self, channel: str) -> list[str]:
         self.send(f"JOIN {channel}")
         return self.read_until(rf":\S+ 366 {re.escape(self.nick)} \S+ :End of /NAMES list")
+
+
+class TlsIrcClient(IrcClient):
+    """An IrcClient over TLS that checks the server's certificate (``cafile``) for localhost."""
+
+    def __init__(
+        self, port: int, cafile: Path, timeout: float = 10.0, rcvbuf: int | None = None
+    ) -> None:
+        super().__init__(port, timeout, rcvbuf)
+        context = ssl.create_default_context(cafile=str(cafile))
+        # The handshake happens here, within the timeout; recv() then returns
+        # b"" at the server's close_notify and at a TCP close without one.
+        self.sock = context.wrap_socket(self.sock, server_hostname="localhost")
 
 
 _nicks = itertools.count(1)

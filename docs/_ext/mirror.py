@@ -79,11 +79,22 @@ RENAMES: tuple[Rename, ...] = (
         "MemoryObjectReceiveStream",
         "its receiving end, imported from `anyio.streams.memory`",
     ),
+    Rename(
+        "trio.abc.Stream",
+        "ByteStream",
+        "a connection, plain TCP or TLS, as the services see it, imported from `anyio.abc`",
+    ),
     Rename("trio.SocketStream", "SocketStream", "a TCP connection, imported from `anyio.abc`"),
     Rename(
-        "stream.socket.getpeername()",
+        "tcp_socket(stream).getpeername()",
         "stream.extra(SocketAttribute.remote_address)",
-        "anyio's streams give their socket's details as typed attributes",
+        "anyio's streams give their socket's details as typed attributes, and a `TLSStream` "
+        "passes on those of the stream it wraps",
+    ),
+    Rename(
+        "tcp_socket(stream)",
+        "stream.extra(SocketAttribute.raw_socket)",
+        "and the socket itself, where trio's `SSLStream` has no `.socket`",
     ),
     Rename(
         "stream.socket",
@@ -106,6 +117,8 @@ RENAMES: tuple[Rename, ...] = (
     ),
     Rename("trio.CancelScope", "anyio.CancelScope", SAME_NAME),
     Rename("trio.move_on_after", "anyio.move_on_after", SAME_NAME),
+    Rename("trio.fail_after", "anyio.fail_after", SAME_NAME),
+    Rename("trio.aclose_forcefully", "anyio.aclose_forcefully", SAME_NAME),
     Rename("trio.current_time", "anyio.current_time", SAME_NAME),
     Rename("trio.sleep", "anyio.sleep", SAME_NAME),
     Rename("trio.BrokenResourceError", "anyio.BrokenResourceError", SAME_NAME),
@@ -133,9 +146,45 @@ BACKENDS_AND_LISTENER = (
     "`open_tcp_listeners()` (server.py)"
 )
 SUBMODULES = (
-    "`SocketStream`, `SocketListener`, `TaskGroup`, `SocketAttribute` and "
-    "`MemoryObjectReceiveStream` are in `anyio.abc` and `anyio.streams.memory`, not in `anyio` "
-    "itself as trio's are in `trio`"
+    "`ByteStream`, `SocketStream`, `SocketListener`, `TaskGroup`, `SocketAttribute`, "
+    "`MemoryObjectReceiveStream` and `TLSStream` are in `anyio.abc`, `anyio.streams.memory` and "
+    "`anyio.streams.tls`, not in `anyio` itself as trio's are in `trio`"
+)
+TLS_SOCKET = (
+    "trio's `SSLStream` passes on only its `SSLObject`'s attributes, not the `.socket` of the "
+    "stream it wraps (trio/_ssl.py, `__getattr__`); anyio's `TLSStream` passes on every typed "
+    "attribute of its stream"
+)
+RECEIVE_TYPE = (
+    "anyio has no `move_on_at()`: a `CancelScope(deadline=...)` is the same scope (and the "
+    "longer line is wrapped); and trio's `Stream.receive_some()` is typed `bytes | bytearray` "
+    "where anyio's `ByteStream.receive()` is typed `bytes`"
+)
+SUPPRESS = (
+    "anyio's `start_soon()` is typed for coroutine functions, trio's for any function that "
+    "returns an awaitable; and anyio's `TLSStream.aclose()` can raise (below)"
+)
+UNWRAP = (
+    "closing, anyio's `TLSStream` sends close_notify and waits for the client's (`unwrap()`, "
+    "anyio/streams/tls.py), raising `ssl.SSLError` or `BrokenResourceError` if the client "
+    "closes without one; trio's `SSLStream` sends its own and does not wait (trio/_ssl.py, "
+    "`aclose()`)"
+)
+SSL_GENERIC = (
+    "trio's `SSLStream` is generic in the stream it wraps, anyio's `TLSStream` is not (and the "
+    "shorter line is not wrapped)"
+)
+RAW_SSL_ERROR = (
+    "anyio's `TLSStream` lets an `ssl.SSLError` other than an unexpected EOF through as it is "
+    "(say a record that does not decrypt), where trio's `SSLStream` raises "
+    "`BrokenResourceError` from it (anyio/streams/tls.py, `_call_sslobject_method`)"
+)
+HANDSHAKE = (
+    "trio's `SSLStream` does the handshake at the first send or receive unless "
+    "`do_handshake()` forces it; anyio's `TLSStream.wrap()` does it before it returns. A failed "
+    "trio handshake raises `BrokenResourceError` (the `SSLError` is its cause), or "
+    "`TooSlowError` out of time; anyio lets `ssl.SSLError` through, raises `EndOfStream` at EOF "
+    "and `TimeoutError`, an `OSError`, out of time"
 )
 MOVE_ON_AT = (
     "anyio has no `move_on_at()`: a `CancelScope(deadline=...)` is the same scope (and the "
@@ -207,20 +256,44 @@ ALLOWED: tuple[Allowed, ...] = (
         "chat.py",
         (),
         (
-            "from anyio.abc import SocketAttribute, SocketStream",
+            "from anyio.abc import ByteStream, SocketAttribute",
             "from anyio.streams.memory import MemoryObjectReceiveStream",
         ),
         SUBMODULES,
     ),
     Allowed(
         "chat.py",
-        (("with trio.move_on_at(math.inf if deadline is None else deadline) as waiting:"),),
+        (
+            "",
+            "",
+            "def tcp_socket(stream: ByteStream) -> trio.socket.SocketType:",
+            (
+                '"""The TCP socket under a connection, plain or TLS: '
+                'an SSLStream has no ``socket``."""'
+            ),
+            "if isinstance(stream, trio.SSLStream):",
+            "stream = stream.transport_stream",
+            "assert isinstance(stream, SocketStream)  # What the listeners accept.",
+            "return stream.extra(SocketAttribute.raw_socket)",
+        ),
+        (),
+        TLS_SOCKET,
+    ),
+    Allowed(
+        "chat.py",
+        (
+            "with trio.move_on_at(math.inf if deadline is None else deadline) as waiting:",
+            "# bytes(): a Stream's is typed bytes | bytearray, but plain",
+            "# and TLS streams return bytes, which it returns as they are.",
+            "data = bytes(await connection.stream.receive(READ_SIZE))",
+        ),
         (
             "with anyio.CancelScope(",
             "deadline=math.inf if deadline is None else deadline",
             ") as waiting:",
+            "data = await connection.stream.receive(READ_SIZE)",
         ),
-        MOVE_ON_AT,
+        RECEIVE_TYPE,
     ),
     Allowed(
         "chat.py",
@@ -239,12 +312,28 @@ ALLOWED: tuple[Allowed, ...] = (
     ),
     Allowed(
         "chat.py",
-        (),
+        ("except anyio.BrokenResourceError as error:",),
         (
             "except anyio.EndOfStream:",
             ("pass  # EOF: where trio's receive_some() returns b\"\", anyio's receive() raises."),
+            "# A TLSStream lets an SSLError (say a record that does not decrypt) through.",
+            "except (anyio.BrokenResourceError, ssl.SSLError) as error:",
         ),
-        EOF,
+        f"{EOF}; and {RAW_SSL_ERROR}",
+    ),
+    Allowed("chat.py", (), ("import ssl",), RAW_SSL_ERROR),
+    Allowed("echo.py", (), ("import ssl",), RAW_SSL_ERROR),
+    Allowed(
+        "echo.py",
+        (),
+        (
+            (
+                "except ssl.SSLError as error:  # Let through by a TLSStream: say a record that "
+                "does not decrypt."
+            ),
+            'log.debug("echo connection failed: %r", error)',
+        ),
+        RAW_SSL_ERROR,
     ),
     Allowed(
         "chat.py",
@@ -282,7 +371,7 @@ ALLOWED: tuple[Allowed, ...] = (
     Allowed(
         "echo.py",
         (),
-        ("from anyio.abc import SocketStream",),
+        ("from anyio.abc import ByteStream",),
         SUBMODULES,
     ),
     Allowed(
@@ -352,13 +441,16 @@ ALLOWED: tuple[Allowed, ...] = (
     Allowed(
         "server.py",
         ("from collections.abc import Awaitable, Callable",),
-        ("from collections.abc import Callable, Coroutine",),
-        COROUTINES,
+        ("from collections.abc import Callable, Coroutine", "from contextlib import suppress"),
+        SUPPRESS,
     ),
     Allowed(
         "server.py",
         (),
-        ("from anyio.abc import SocketAttribute, SocketListener, SocketStream, TaskGroup",),
+        (
+            "from anyio.abc import SocketAttribute, SocketListener, SocketStream, TaskGroup",
+            "from anyio.streams.tls import TLSStream",
+        ),
         SUBMODULES,
     ),
     Allowed(
@@ -383,11 +475,11 @@ ALLOWED: tuple[Allowed, ...] = (
         "server.py",
         (
             "listeners = await trio.open_tcp_listeners(",
-            "options.port, host=options.host, backlog=options.backlog",
+            "port, host=options.host, backlog=options.backlog",
         ),
         (
             "listeners = await anyio.create_tcp_listener(",
-            "local_host=options.host, local_port=options.port, backlog=options.backlog",
+            "local_host=options.host, local_port=port, backlog=options.backlog",
         ),
         LISTEN,
     ),
@@ -402,13 +494,63 @@ ALLOWED: tuple[Allowed, ...] = (
     ),
     Allowed(
         "server.py",
-        ("announce_listening(listeners[0].socket.getsockname())",),
+        ("addresses.append(listeners[0].socket.getsockname())",),
         (
             "address = listeners.extra(SocketAttribute.local_address)",
             "assert isinstance(address, tuple)  # An IP socket, not a UNIX one.",
-            "announce_listening(address)",
+            "addresses.append(address)",
         ),
         ADDRESS,
+    ),
+    Allowed(
+        "server.py",
+        ("with anyio.move_on_after(CLOSE_GRACE):",),
+        (
+            "# anyio's also waits for the client's close_notify (unwrap()), and",
+            "# raises if the client closed without one.",
+            (
+                "with anyio.move_on_after(CLOSE_GRACE), suppress(ssl.SSLError, "
+                "anyio.BrokenResourceError):"
+            ),
+        ),
+        UNWRAP,
+    ),
+    Allowed(
+        "server.py",
+        (
+            "async def secure(",
+            "self, stream: SocketStream, tls: ssl.SSLContext",
+            ") -> trio.SSLStream[SocketStream] | None:",
+        ),
+        ("async def secure(self, stream: SocketStream, tls: ssl.SSLContext) -> TLSStream | None:",),
+        SSL_GENERIC,
+    ),
+    Allowed(
+        "server.py",
+        (
+            "# SSLStream would do the handshake at the first send or",
+            "# receive, with no bound of its own; doing it here bounds it.",
+        ),
+        (
+            "# TLSStream.wrap() does the handshake before it returns, with",
+            "# no bound of its own; this bounds it.",
+        ),
+        HANDSHAKE,
+    ),
+    Allowed(
+        "server.py",
+        (
+            "connection = trio.SSLStream(stream, tls, server_side=True)",
+            "await connection.do_handshake()",
+            "except (trio.TooSlowError, anyio.BrokenResourceError) as error:",
+            "# A plain-text client (the cause is an SSLError), a reset, a stall.",
+        ),
+        (
+            "connection = await TLSStream.wrap(stream, server_side=True, ssl_context=tls)",
+            "except (OSError, anyio.BrokenResourceError, anyio.EndOfStream) as error:",
+            "# A plain-text client (ssl.SSLError), a reset, EOF, a stall (TimeoutError).",
+        ),
+        HANDSHAKE,
     ),
     Allowed(
         "server.py",

@@ -37,6 +37,7 @@ from echochat.options import (
     system_backlog_limit,
 )
 from echochat.registry import BY_NAME
+from echochat.tls import TLSConfigError, server_context
 
 DEFAULT_PORTS = {"chat": 6667, "echo": 7007}
 
@@ -103,6 +104,28 @@ def build_parser() -> argparse.ArgumentParser:
         type=_port,
         default=None,
         help="TCP port; 0 picks a free one (default: 6667 for chat, 7007 for echo)",
+    )
+    serve.add_argument(
+        "--tls-cert",
+        default=None,
+        metavar="FILE",
+        help="serve TLS (1.2 or later) on --port, with this PEM certificate (chain); needs "
+        "--tls-key. Connect with: irssi -c HOST -p PORT -tls, or openssl s_client",
+    )
+    serve.add_argument(
+        "--tls-key",
+        default=None,
+        metavar="FILE",
+        help="the PEM private key of --tls-cert (unencrypted: the server cannot ask for a "
+        "pass phrase)",
+    )
+    serve.add_argument(
+        "--tls-port",
+        type=_port,
+        default=None,
+        metavar="N",
+        help="serve TLS on this port beside plain TCP on --port (IRC's is 6697; 0 picks a "
+        "free one); needs --tls-cert and --tls-key",
     )
     serve.add_argument(
         "--max-line",
@@ -494,6 +517,18 @@ def serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     implementation = BY_NAME[args.impl]
     check_loop(parser, args.impl, args.loop)
     port = DEFAULT_PORTS[args.service] if args.port is None else args.port
+    check_tls_options(parser, args, port)
+    if args.tls_cert is not None and not implementation.tls:
+        parser.error(
+            f"--impl {args.impl} has no TLS: asyncio's loop.sock_*() methods refuse ssl "
+            "sockets, so TLS there would have to be home-made; use --impl asyncio"
+        )
+    try:
+        tls = None if args.tls_cert is None else server_context(args.tls_cert, args.tls_key)
+    except TLSConfigError as error:
+        # One line, before anything listens: which file, and what is wrong with it.
+        print(f"echochat: {error}", file=sys.stderr)
+        return 2
     options = ServerOptions(
         service=args.service,
         host=args.host,
@@ -505,6 +540,8 @@ def serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         inject_fault=None if args.inject_fault is None else args.inject_fault.encode(),
         send_buffer=args.send_buffer,
         backlog=MAX_BACKLOG if args.backlog is None else args.backlog,
+        tls=tls,
+        tls_port=args.tls_port,
     )
     logging.basicConfig(
         stream=sys.stderr,
@@ -533,8 +570,11 @@ def serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         run(options)
     except* OSError as group:
         # Typically the port is taken; say so in one line, not a traceback.
+        where = f"{args.host}:{port}"
+        if args.tls_port is not None:
+            where += f" and {args.host}:{args.tls_port}"
         for failure in _leaves(group):
-            print(f"echochat: cannot serve on {args.host}:{port}: {failure}", file=sys.stderr)
+            print(f"echochat: cannot serve on {where}: {failure}", file=sys.stderr)
         failed = True
     except* KeyboardInterrupt:
         # Ctrl-C before the signal handlers were installed: nothing to clean up.
@@ -567,6 +607,16 @@ def check_loop(parser: argparse.ArgumentParser, impl: str, loop: str) -> None:
         parser.error(f"--loop {loop} needs an implementation on asyncio, not {impl}")
     if loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
         parser.error("--loop uvloop needs uvloop: pip install 'echochat[uvloop]'")
+
+
+def check_tls_options(parser: argparse.ArgumentParser, args: argparse.Namespace, port: int) -> None:
+    """Refuse TLS options that do not make a whole: a certificate needs its key, and so on."""
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together: give both, or neither")
+    if args.tls_port is not None and args.tls_cert is None:
+        parser.error("--tls-port needs --tls-cert and --tls-key")
+    if args.tls_port is not None and args.tls_port == port != 0:
+        parser.error(f"--tls-port {port} is --port too: TLS and plain TCP need a port each")
 
 
 def check_open_files(parser: argparse.ArgumentParser, option: str, value: int, wanted: int) -> None:

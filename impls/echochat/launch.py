@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from types import TracebackType
 from typing import Self
 
@@ -21,7 +22,7 @@ import psutil
 
 from echochat.registry import BY_NAME, EventLoop, configuration_id
 
-_LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)\n")
+_LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)(?:, TLS on 127\.0\.0\.1:(\d+))?\n")
 
 
 def echochat_command(impl: str, service: str, *options: str, loop: EventLoop) -> list[str]:
@@ -36,6 +37,23 @@ def echochat_command(impl: str, service: str, *options: str, loop: EventLoop) ->
     if service == "chat":
         command += ["--flood-rate", "0", "--max-per-ip", "0"]
     return command + list(options)
+
+
+def throwaway_certificate(directory: Path, name: str = "server") -> tuple[Path, Path]:
+    """A new self-signed certificate for localhost and 127.0.0.1, valid a day, and its key.
+
+    Made with the openssl command: a P-256 key, and both names as subjectAltName,
+    which is what clients check (openssl s_client -verify_hostname, Python's ssl).
+    Returns (certificate, key), PEM files in ``directory``.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
+    command = ["openssl", "req", "-x509", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+               "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+               "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+               "-keyout", str(key), "-out", str(cert)]  # fmt: skip
+    subprocess.run(command, check=True, capture_output=True, timeout=30)
+    return cert, key
 
 
 class ServerUnderTest:
@@ -58,6 +76,8 @@ class ServerUnderTest:
             self._close_files()
             raise RuntimeError(f"{self.label} did not start: {line!r}; stderr: {stderr}")
         self.port = int(match.group(1))
+        # With --tls-port: where TLS listens beside plain TCP on ``port``.
+        self.tls_port = None if match.group(2) is None else int(match.group(2))
         self._ps = psutil.Process(self.process.pid)
 
     @classmethod

@@ -5,11 +5,13 @@ from __future__ import annotations
 import resource
 import select
 import socket
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
 from echochat.core import Limits
+from echochat.core.limits import DEFAULT_REGISTRATION_TIMEOUT
 from echochat.registry import Backend, EventLoop
 
 Service = Literal["chat", "echo"]
@@ -48,6 +50,26 @@ class ServerOptions:
     # listen(2)'s backlog: connections the kernel queues until the server
     # accepts them. The default asks for the most the kernel allows.
     backlog: int = MAX_BACKLOG
+    # --tls-cert and --tls-key: the server speaks TLS on ``port``, or, with
+    # ``tls_port`` too, on that port beside plain TCP on ``port``.
+    tls: ssl.SSLContext | None = None
+    tls_port: int | None = None
+
+    def listening_ports(self) -> tuple[tuple[int, ssl.SSLContext | None], ...]:
+        """Each port to listen on, with the TLS context it speaks (None: plain TCP)."""
+        if self.tls_port is None:
+            return ((self.port, self.tls),)
+        return ((self.port, None), (self.tls_port, self.tls))
+
+    @property
+    def handshake_timeout(self) -> float:
+        """Seconds a client has for the TLS handshake, on either service.
+
+        The registration timeout, which the handshake is the first part of
+        (60 s when that is off): a client that stalls in it holds a
+        connection and a task, as one that never registers does.
+        """
+        return self.limits.registration_timeout or DEFAULT_REGISTRATION_TIMEOUT
 
 
 class Settable(Protocol):
@@ -105,10 +127,16 @@ def system_backlog_limit() -> int | None:
         return None
 
 
-def announce_listening(address: tuple[str, int] | tuple[str, int, int, int]) -> None:
-    """Print the contract's single stdout line, flushed, once the socket listens.
+Address = tuple[str, int] | tuple[str, int, int, int]
 
-    Tests and scripts wait for this line and read the port from it (``--port 0``).
+
+def announce_listening(address: Address, tls_address: Address | None = None) -> None:
+    """Print the contract's single stdout line, flushed, once the sockets listen.
+
+    Tests and scripts wait for this line and read the port from it (``--port 0``):
+    ``listening on HOST:PORT``, and with ``--tls-port`` ``, TLS on HOST:PORT`` after it.
     """
-    host, port = address[0], address[1]
-    print(f"listening on {host}:{port}", flush=True)
+    line = f"listening on {address[0]}:{address[1]}"
+    if tls_address is not None:
+        line += f", TLS on {tls_address[0]}:{tls_address[1]}"
+    print(line, flush=True)

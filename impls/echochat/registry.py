@@ -60,6 +60,10 @@ class Implementation:
     # configuration costs about 40 s of `make test`): asyncio-sockets, whose
     # sock_* methods uvloop writes afresh (uvloop/loop.pyx).
     contract_on_uvloop: bool = False
+    # False only for asyncio-sockets: the loop's sock_*() methods refuse ssl
+    # sockets (Lib/asyncio/base_events.py, _check_ssl_socket), so TLS there
+    # would have to be home-made over ssl.MemoryBIO; it serves plain TCP only.
+    tls: bool = True
 
     @property
     def loops(self) -> tuple[EventLoop, ...]:
@@ -75,7 +79,12 @@ IMPLEMENTATIONS = (
     Implementation("asyncio-nodrain", ASYNCIO_STREAMS, "asyncio", teaching=True, drain=False),
     Implementation("asyncio-protocol", ASYNCIO_PROTOCOL, "asyncio", teaching=True),
     Implementation(
-        "asyncio-sockets", ASYNCIO_SOCKETS, "asyncio", teaching=True, contract_on_uvloop=True
+        "asyncio-sockets",
+        ASYNCIO_SOCKETS,
+        "asyncio",
+        teaching=True,
+        contract_on_uvloop=True,
+        tls=False,
     ),
 )
 BY_NAME = {implementation.name: implementation for implementation in IMPLEMENTATIONS}

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from flood import MiB, expected_echo, send_without_reading
+from flood import MiB, expected_echo, receive_exactly, send_without_reading
 from servers import ServerProcess
 
 Start = Callable[..., ServerProcess]
@@ -25,16 +25,6 @@ def connect(port: int) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
-
-
-def receive_exactly(sock: socket.socket, size: int) -> bytes:
-    chunks, received = [], 0
-    while received < size:
-        chunk = sock.recv(min(size - received, MiB))
-        assert chunk, f"EOF after {received} of {size} bytes"
-        chunks.append(chunk)
-        received += len(chunk)
-    return b"".join(chunks)
 
 
 def test_megabyte_of_random_bytes_comes_back_exactly(echo_server: ServerProcess) -> None:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
+import pytest
+
+from certs import encrypt_key, make_certificate
 from echochat.core.passwords import PasswordHash
 from echochat.options import system_backlog_limit
 from servers import IMPLS, echochat
@@ -161,3 +167,66 @@ def test_hash_password_refuses_an_empty_password_and_any_argument() -> None:
     on_argv = echochat("hash-password", "secret")
     assert on_argv.returncode == 2
     assert "unrecognized arguments" in on_argv.stderr
+
+
+def test_bad_tls_files_are_refused_in_one_line_before_listening(tmp_path: Path) -> None:
+    """Each of the ways a certificate or key can be wrong: one line naming it, exit 2."""
+    good = make_certificate(tmp_path, "good")
+    other = make_certificate(tmp_path, "other")
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    encrypted = encrypt_key(good.key, tmp_path / "encrypted.key", "secret")
+    missing = tmp_path / "missing.pem"
+    for cert, key, message in [
+        (missing, good.key, f"--tls-cert {missing}: No such file or directory"),
+        (good.cert, missing, f"--tls-key {missing}: No such file or directory"),
+        (tmp_path, good.key, f"--tls-cert {tmp_path}: Is a directory"),
+        (garbage, good.key, "must be a PEM certificate and its PEM private key"),
+        (good.cert, garbage, "must be a PEM certificate and its PEM private key"),
+        (good.key, good.cert, "must be a PEM certificate and its PEM private key"),
+        (good.cert, other.key, f"--tls-key {other.key} does not match --tls-cert {good.cert}"),
+        (good.cert, encrypted, f"--tls-key {encrypted} is encrypted"),
+    ]:
+        result = echochat("serve", "--port", "0", "--tls-cert", str(cert), "--tls-key", str(key))
+        assert_refused_in_one_line(result, message)
+
+
+def test_an_unreadable_tls_key_is_refused_in_one_line() -> None:
+    """Run as user nobody (CI runs as root, who may read any file), with a key only root reads."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to run the server as another user")
+    # Not under pytest's tmp_path, whose parent only root may enter.
+    with tempfile.TemporaryDirectory() as directory:
+        Path(directory).chmod(0o755)
+        good = make_certificate(Path(directory))
+        good.cert.chmod(0o644)
+        good.key.chmod(0o600)
+        as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        command = [sys.executable, "-m", "echochat", "serve", "--port", "0", *good.options()]
+        result = subprocess.run(
+            [*as_nobody, *command], capture_output=True, text=True, timeout=30, check=False
+        )
+        assert_refused_in_one_line(result, f"--tls-key {good.key}: Permission denied")
+
+
+def test_tls_options_that_do_not_make_a_whole_are_refused(tmp_path: Path) -> None:
+    good = make_certificate(tmp_path)
+    for args, message in [
+        (["--tls-cert", str(good.cert)], "--tls-cert and --tls-key go together"),
+        (["--tls-key", str(good.key)], "--tls-cert and --tls-key go together"),
+        (["--tls-port", "0"], "--tls-port needs --tls-cert and --tls-key"),
+        (["--port", "6697", "--tls-port", "6697", *good.options()], "need a port each"),
+    ]:
+        result = echochat("serve", *args)
+        assert result.returncode == 2, args
+        assert message in result.stderr, (args, result.stderr)
+        assert result.stdout == "", (args, result.stdout)
+
+
+def assert_refused_in_one_line(result: subprocess.CompletedProcess[str], message: str) -> None:
+    """Exit status 2, nothing on stdout (it never listened), one line on stderr that says why."""
+    assert result.returncode == 2, result
+    assert result.stdout == "", result.stdout
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("echochat: "), result.stderr
+    assert message in result.stderr, (message, result.stderr)

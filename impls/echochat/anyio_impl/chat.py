@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import math
+import ssl
 from contextlib import suppress
 
 import anyio
-from anyio.abc import SocketAttribute, SocketStream
+from anyio.abc import ByteStream, SocketAttribute
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from echochat.core import CLOSE_GRACE, READ_SIZE, SEND_PIECE, ConnId
@@ -22,7 +23,7 @@ class ChatService:
         self.hub = ChatHub(options, clock=anyio.current_time)
         self.send_buffer = options.send_buffer
 
-    async def handle_client(self, stream: SocketStream) -> None:
+    async def handle_client(self, stream: ByteStream) -> None:
         try:
             host = stream.extra(SocketAttribute.remote_address)[0]
             set_send_buffer(stream.extra(SocketAttribute.raw_socket), self.send_buffer)
@@ -47,7 +48,7 @@ class ChatService:
 class ChatConnection:
     """One client as the hub sees it: an outbound queue, and scopes to stop its tasks."""
 
-    def __init__(self, stream: SocketStream) -> None:
+    def __init__(self, stream: ByteStream) -> None:
         self.stream = stream
         self.conn: ConnId = 0
         # The queue is bounded in bytes by the core's SendQ accounting; a
@@ -94,7 +95,8 @@ async def read_loop(connection: ChatConnection, hub: ChatHub) -> None:
                     hub.handle_timer(connection.conn)
         except anyio.EndOfStream:
             pass  # EOF: where trio's receive_some() returns b"", anyio's receive() raises.
-        except anyio.BrokenResourceError as error:
+        # A TLSStream lets an SSLError (say a record that does not decrypt) through.
+        except (anyio.BrokenResourceError, ssl.SSLError) as error:
             log.debug("connection %d failed: %r", connection.conn, error)
         hub.connection_lost(connection.conn)
 

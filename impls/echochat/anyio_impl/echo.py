@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import ssl
 
 import anyio
-from anyio.abc import SocketStream
+from anyio.abc import ByteStream
 
 from echochat.core import READ_SIZE, EchoCore
 from echochat.options import ServerOptions
@@ -18,7 +19,7 @@ class EchoService:
         self.core = EchoCore(options.limits)
         self.connections: set[anyio.CancelScope] = set()
 
-    async def handle_client(self, stream: SocketStream) -> None:
+    async def handle_client(self, stream: ByteStream) -> None:
         if not self.core.connect():
             return
         with anyio.CancelScope() as scope:
@@ -35,7 +36,7 @@ class EchoService:
             scope.cancel()
 
 
-async def echo_loop(stream: SocketStream) -> None:
+async def echo_loop(stream: ByteStream) -> None:
     try:
         while True:
             chunk = await stream.receive(READ_SIZE)
@@ -47,3 +48,5 @@ async def echo_loop(stream: SocketStream) -> None:
         pass
     except anyio.BrokenResourceError:
         log.debug("echo connection reset by peer")
+    except ssl.SSLError as error:  # Let through by a TLSStream: say a record that does not decrypt.
+        log.debug("echo connection failed: %r", error)

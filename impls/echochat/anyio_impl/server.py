@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import logging
 import signal
+import ssl
 from collections.abc import Callable, Coroutine
+from contextlib import suppress
 from functools import partial
 from typing import Any
 
 import anyio
 from anyio.abc import SocketAttribute, SocketListener, SocketStream, TaskGroup
+from anyio.streams.tls import TLSStream
 
 from echochat.anyio_impl.chat import ChatService
 from echochat.anyio_impl.echo import EchoService
-from echochat.core import AcceptPacer
+from echochat.core import CLOSE_GRACE, AcceptPacer
 from echochat.options import ServerOptions, announce_listening, queue_empty
 
 log = logging.getLogger(__name__)
@@ -39,22 +42,26 @@ async def serve(options: ServerOptions) -> None:
         # Every connection's task lives in this task group, so leaving it
         # waits for all of them: no connection outlives the server.
         async with anyio.create_task_group() as handlers:
-            listeners = await anyio.create_tcp_listener(
-                local_host=options.host, local_port=options.port, backlog=options.backlog
-            )
+            handshakes = Handshakes(options.handshake_timeout)
+            addresses = []
             async with anyio.create_task_group() as accepting:
-                for listener in listeners.listeners:
-                    assert isinstance(listener, SocketListener)  # A TCP listener's parts are.
-                    accepting.start_soon(
-                        accept_loop, listener, handlers, partial(handle_connection, service)
+                for port, tls in options.listening_ports():
+                    listeners = await anyio.create_tcp_listener(
+                        local_host=options.host, local_port=port, backlog=options.backlog
                     )
-                address = listeners.extra(SocketAttribute.local_address)
-                assert isinstance(address, tuple)  # An IP socket, not a UNIX one.
-                announce_listening(address)
+                    handler = partial(handle_connection, service, tls, handshakes)
+                    for listener in listeners.listeners:
+                        assert isinstance(listener, SocketListener)  # A TCP listener's parts are.
+                        accepting.start_soon(accept_loop, listener, handlers, handler)
+                    address = listeners.extra(SocketAttribute.local_address)
+                    assert isinstance(address, tuple)  # An IP socket, not a UNIX one.
+                    addresses.append(address)
+                announce_listening(*addresses)
                 async for signum in signals:
                     log.info("%s: shutting down", signal.Signals(signum).name)
                     break
                 accepting.cancel_scope.cancel()  # Stop accepting; connections go on.
+            handshakes.cancel()
             service.shutdown()
 
 
@@ -95,15 +102,65 @@ async def accept_loop(
             handlers.start_soon(handler, stream)
 
 
-async def handle_connection(service: ChatService | EchoService, stream: SocketStream) -> None:
+async def handle_connection(
+    service: ChatService | EchoService,
+    tls: ssl.SSLContext | None,
+    handshakes: Handshakes,
+    stream: SocketStream,
+) -> None:
     """One connection's task; it closes the stream when done."""
     pause_reading_until_received(stream)
+    connection = stream if tls is None else await handshakes.secure(stream, tls)
+    if connection is None:
+        await anyio.aclose_forcefully(stream)
+        return
     try:
-        async with stream:
-            await service.handle_client(stream)
+        await service.handle_client(connection)
     except Exception:
         # Without this, one connection's bug would crash the whole server.
         log.exception("connection failed")
+    finally:
+        # Closing TLS may send close_notify, which a client that does not
+        # read never takes: bounded, and a cancelled aclose() closes at once.
+        # anyio's also waits for the client's close_notify (unwrap()), and
+        # raises if the client closed without one.
+        with anyio.move_on_after(CLOSE_GRACE), suppress(ssl.SSLError, anyio.BrokenResourceError):
+            await connection.aclose()
+
+
+class Handshakes:
+    """The TLS handshakes under way, each bounded in time, all cancelled at shutdown.
+
+    A connection in its handshake is not the service's yet, so the service's
+    shutdown does not reach it; without this the handler task group would wait
+    for it until its timeout.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.scopes: set[anyio.CancelScope] = set()
+
+    async def secure(self, stream: SocketStream, tls: ssl.SSLContext) -> TLSStream | None:
+        """The server's side of the handshake; None if it failed, timed out or was cancelled."""
+        with anyio.CancelScope() as scope:
+            self.scopes.add(scope)
+            try:
+                # TLSStream.wrap() does the handshake before it returns, with
+                # no bound of its own; this bounds it.
+                with anyio.fail_after(self.timeout):
+                    connection = await TLSStream.wrap(stream, server_side=True, ssl_context=tls)
+            except (OSError, anyio.BrokenResourceError, anyio.EndOfStream) as error:
+                # A plain-text client (ssl.SSLError), a reset, EOF, a stall (TimeoutError).
+                log.debug("TLS handshake failed: %r", error.__cause__ or error)
+            else:
+                return connection
+            finally:
+                self.scopes.discard(scope)
+        return None
+
+    def cancel(self) -> None:
+        for scope in self.scopes:
+            scope.cancel()
 
 
 def pause_reading_until_received(stream: SocketStream) -> None:

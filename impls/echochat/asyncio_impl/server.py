@@ -6,12 +6,14 @@ import asyncio
 import logging
 import signal
 import socket
+import ssl
 from collections.abc import Callable
+from functools import partial
 
 from echochat.asyncio_impl.chat import ChatService
 from echochat.asyncio_impl.echo import EchoService
 from echochat.core import CLOSE_GRACE, AcceptPacer
-from echochat.loops import asyncio_loop_factory, listening_socket
+from echochat.loops import asyncio_loop_factory, like_plain_tcp, listening_sockets
 from echochat.options import ServerOptions, announce_listening, queue_empty
 
 log = logging.getLogger(__name__)
@@ -32,17 +34,28 @@ async def serve(options: ServerOptions) -> None:
     # for (it does keep a reference to it, cpython PR #96323); spawning them
     # into a TaskGroup gives what trio's handler nursery gives: leaving it
     # waits for every handler.
+    # Connections still in their TLS handshake are not the service's yet:
+    # cancelled here at shutdown, else the TaskGroup would wait out their timeout.
+    handshakes: set[asyncio.Task[None]] = set()
     async with asyncio.TaskGroup() as handlers:
 
-        def on_accept(sock: socket.socket) -> None:
-            handlers.create_task(handle_connection(service, sock))
+        def on_accept(tls: ssl.SSLContext | None, sock: socket.socket) -> None:
+            connect = handle_connection(service, sock, tls, options.handshake_timeout, handshakes)
+            handlers.create_task(connect)
 
-        with listening_socket(options.host, options.port, options.backlog) as listener:
-            announce_listening(listener.getsockname())
-            accepting = handlers.create_task(accept_loop(listener, on_accept))
+        ports = options.listening_ports()
+        with listening_sockets(options.host, ports, options.backlog) as listeners:
+            announce_listening(*(listener.getsockname() for listener, _ in listeners))
+            accepting = [
+                handlers.create_task(accept_loop(listener, partial(on_accept, tls)))
+                for listener, tls in listeners
+            ]
             await stop.wait()
-            accepting.cancel()  # Stop accepting; connections stay open.
-            await asyncio.wait([accepting])
+            for task in accepting:
+                task.cancel()  # Stop accepting; connections stay open.
+            await asyncio.wait(accepting)
+        for task in handshakes:
+            task.cancel()
         service.shutdown()
 
 
@@ -83,13 +96,28 @@ def stop_on_signal(signum: int, stop: asyncio.Event) -> None:
     stop.set()
 
 
-async def handle_connection(service: ChatService | EchoService, sock: socket.socket) -> None:
+async def handle_connection(
+    service: ChatService | EchoService,
+    sock: socket.socket,
+    tls: ssl.SSLContext | None,
+    handshake_timeout: float,
+    handshakes: set[asyncio.Task[None]],
+) -> None:
     """One connection's task; unlike trio's serve_tcp, nothing closes the stream for us."""
+    task = asyncio.current_task()
+    assert task is not None  # A coroutine run by a task.
+    handshakes.add(task)
     try:
-        reader, writer = await asyncio.open_connection(sock=sock)
-    except OSError:
-        sock.close()  # Reset before it could be wrapped: nothing to serve.
+        reader, writer = await open_accepted_connection(sock, tls, handshake_timeout)
+    except OSError as error:
+        # Reset before it could be wrapped, or a failed TLS handshake: a
+        # plain-text client (SSLError), a reset, one that stalled past the
+        # timeout (ConnectionAbortedError). Nothing to serve.
+        log.debug("connection failed before it was served: %r", error)
+        sock.close()
         return
+    finally:
+        handshakes.discard(task)
     try:
         await service.handle_client(reader, writer)
     except Exception:
@@ -97,6 +125,31 @@ async def handle_connection(service: ChatService | EchoService, sock: socket.soc
         log.exception("connection failed")
     finally:
         await close_stream(writer)
+
+
+async def open_accepted_connection(
+    sock: socket.socket, tls: ssl.SSLContext | None, handshake_timeout: float
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """The Streams pair of an accepted socket, plain or TLS: open_connection()'s four lines.
+
+    open_connection(sock=...) cannot serve TLS: it makes the client side
+    (create_connection). Its docstring invites copying its code, which is what
+    this is, with connect_accepted_socket(), the server side. With ``tls`` it
+    returns after the handshake, which ``ssl_handshake_timeout`` bounds
+    (ConnectionAbortedError); on failure the loop has closed the transport.
+    """
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(loop=loop)
+    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    transport, _ = await loop.connect_accepted_socket(
+        lambda: protocol,
+        sock,
+        ssl=tls,
+        ssl_handshake_timeout=None if tls is None else handshake_timeout,
+    )
+    if tls is not None:
+        like_plain_tcp(transport)
+    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
 
 
 async def close_stream(writer: asyncio.StreamWriter) -> None:

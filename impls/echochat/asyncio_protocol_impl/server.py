@@ -6,12 +6,13 @@ import asyncio
 import logging
 import signal
 import socket
+import ssl
 from collections.abc import Callable, Collection
 
 from echochat.asyncio_protocol_impl.chat import ChatConnection, ChatService
 from echochat.asyncio_protocol_impl.echo import EchoConnection, EchoService
 from echochat.core import AcceptPacer
-from echochat.loops import asyncio_loop_factory, listening_socket
+from echochat.loops import asyncio_loop_factory, like_plain_tcp, listening_sockets
 from echochat.options import ServerOptions, announce_listening, queue_empty
 
 log = logging.getLogger(__name__)
@@ -30,20 +31,29 @@ async def serve(options: ServerOptions) -> None:
         loop.add_signal_handler(signum, stop_on_signal, signum, stop)
     # No handler tasks: the loop calls each connection's Protocol methods
     # itself. If one raises, the transport logs it and closes that
-    # connection (connection_lost() still runs); the server goes on.
-    with listening_socket(options.host, options.port, options.backlog) as listener:
-        announce_listening(listener.getsockname())
-        accepting = asyncio.create_task(accept_loop(listener, service.protocol_factory))
+    # connection (connection_lost() still runs); the server goes on. Only a
+    # TLS handshake, which can stall, gets a task until it is done.
+    handshakes: set[asyncio.Task[None]] = set()
+    ports = options.listening_ports()
+    with listening_sockets(options.host, ports, options.backlog) as listeners:
+        announce_listening(*(listener.getsockname() for listener, _ in listeners))
+        accepting = []
+        for listener, tls in listeners:
+            connect = Connect(service.protocol_factory, tls, options.handshake_timeout, handshakes)
+            accepting.append(asyncio.create_task(accept_loop(listener, connect)))
         await stop.wait()
-        accepting.cancel()  # Stop accepting; connections stay open.
-        await asyncio.wait([accepting])
+        for task in accepting:
+            task.cancel()  # Stop accepting; connections stay open.
+        await asyncio.wait(accepting)
+    for task in handshakes:
+        task.cancel()  # Not connections yet: nothing to say goodbye to.
+    if handshakes:
+        await asyncio.wait(handshakes)
     service.shutdown()
     await wait_closed(service.connections)
 
 
-async def accept_loop(
-    listener: socket.socket, protocol_factory: Callable[[], asyncio.Protocol]
-) -> None:
+async def accept_loop(listener: socket.socket, connect: Connect) -> None:
     """Accept connections until cancelled, pausing while the process is out of descriptors.
 
     asyncio_impl/server.py's accept_loop, which says why it is not the loop's own,
@@ -64,10 +74,50 @@ async def accept_loop(
             continue
         if pacer.pausing and (warning := pacer.accepted(loop.time(), queue_empty(listener))):
             log.warning(warning)
+        if connect.tls is None:
+            await connect(sock)
+        else:
+            # The handshake takes round trips and may stall: never in this loop.
+            handshake = asyncio.create_task(connect(sock))
+            connect.handshakes.add(handshake)
+            handshake.add_done_callback(connect.handshakes.discard)
+
+
+class Connect:
+    """Puts an accepted socket under a new Protocol, plain or TLS."""
+
+    def __init__(
+        self,
+        protocol_factory: Callable[[], asyncio.Protocol],
+        tls: ssl.SSLContext | None,
+        handshake_timeout: float,
+        handshakes: set[asyncio.Task[None]],
+    ) -> None:
+        self.protocol_factory = protocol_factory
+        self.tls = tls
+        self.handshake_timeout = handshake_timeout
+        self.handshakes = handshakes
+
+    async def __call__(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            await loop.connect_accepted_socket(protocol_factory, sock)
-        except OSError:
-            sock.close()  # Reset before it could be wrapped: nothing to serve.
+            # With ssl=, connection_made() runs only after the handshake, and
+            # a failed handshake never calls connection_lost(): the Protocol
+            # must register nothing before connection_made().
+            transport, _ = await loop.connect_accepted_socket(
+                self.protocol_factory,
+                sock,
+                ssl=self.tls,
+                ssl_handshake_timeout=None if self.tls is None else self.handshake_timeout,
+            )
+        except OSError as error:
+            # Reset before it could be wrapped, or a failed TLS handshake (see
+            # asyncio_impl/server.py, handle_connection): nothing to serve.
+            log.debug("connection failed before it was served: %r", error)
+            sock.close()
+            return
+        if self.tls is not None:
+            like_plain_tcp(transport)
 
 
 def stop_on_signal(signum: int, stop: asyncio.Event) -> None:

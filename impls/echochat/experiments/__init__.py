@@ -28,4 +28,5 @@ EXPERIMENTS = {
     "slow-member": "echochat.experiments.slow_member",
     "cancel": "echochat.experiments.cancel",
     "sendq-burst": "echochat.experiments.sendq_burst",
+    "tls": "echochat.experiments.tls",
 }

@@ -20,10 +20,10 @@ class ChatService:
         self.hub = ChatHub(options, clock=trio.current_time)
         self.send_buffer = options.send_buffer
 
-    async def handle_client(self, stream: trio.SocketStream) -> None:
+    async def handle_client(self, stream: trio.abc.Stream) -> None:
         try:
-            host = stream.socket.getpeername()[0]
-            set_send_buffer(stream.socket, self.send_buffer)
+            host = tcp_socket(stream).getpeername()[0]
+            set_send_buffer(tcp_socket(stream), self.send_buffer)
         except OSError:
             return  # Gone before we got to it.
         connection = ChatConnection(stream)
@@ -42,10 +42,18 @@ class ChatService:
         self.hub.shutdown()
 
 
+def tcp_socket(stream: trio.abc.Stream) -> trio.socket.SocketType:
+    """The TCP socket under a connection, plain or TLS: an SSLStream has no ``socket``."""
+    if isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
+    assert isinstance(stream, trio.SocketStream)  # What the listeners accept.
+    return stream.socket
+
+
 class ChatConnection:
     """One client as the hub sees it: an outbound queue, and scopes to stop its tasks."""
 
-    def __init__(self, stream: trio.SocketStream) -> None:
+    def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.conn: ConnId = 0
         # The queue is bounded in bytes by the core's SendQ accounting; a
@@ -78,7 +86,9 @@ async def read_loop(connection: ChatConnection, hub: ChatHub) -> None:
                 # client: registration, keepalive, or lines held by flood control.
                 deadline = hub.deadline(connection.conn)
                 with trio.move_on_at(math.inf if deadline is None else deadline) as waiting:
-                    data = await connection.stream.receive_some(READ_SIZE)
+                    # bytes(): a Stream's is typed bytes | bytearray, but plain
+                    # and TLS streams return bytes, which it returns as they are.
+                    data = bytes(await connection.stream.receive_some(READ_SIZE))
                 if waiting.cancelled_caught:
                     hub.handle_timer(connection.conn)  # A cancelled receive_some() took no bytes.
                 elif data:

@@ -17,7 +17,7 @@ class EchoService:
         self.core = EchoCore(options.limits)
         self.connections: set[trio.CancelScope] = set()
 
-    async def handle_client(self, stream: trio.SocketStream) -> None:
+    async def handle_client(self, stream: trio.abc.Stream) -> None:
         if not self.core.connect():
             return
         with trio.CancelScope() as scope:
@@ -34,7 +34,7 @@ class EchoService:
             scope.cancel()
 
 
-async def echo_loop(stream: trio.SocketStream) -> None:
+async def echo_loop(stream: trio.abc.Stream) -> None:
     try:
         while chunk := await stream.receive_some(READ_SIZE):
             # send_all returns only once the kernel holds every byte, so while

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import signal
+import ssl
 from collections.abc import Awaitable, Callable
 from functools import partial
 
 import trio
 
-from echochat.core import AcceptPacer
+from echochat.core import CLOSE_GRACE, AcceptPacer
 from echochat.options import ServerOptions, announce_listening, queue_empty
 from echochat.trio_impl.chat import ChatService
 from echochat.trio_impl.echo import EchoService
@@ -35,19 +36,23 @@ async def serve(options: ServerOptions) -> None:
         # Every connection's task lives in this nursery, so leaving it
         # waits for all of them: no connection outlives the server.
         async with trio.open_nursery() as handlers:
-            listeners = await trio.open_tcp_listeners(
-                options.port, host=options.host, backlog=options.backlog
-            )
+            handshakes = Handshakes(options.handshake_timeout)
+            addresses = []
             async with trio.open_nursery() as accepting:
-                for listener in listeners:
-                    accepting.start_soon(
-                        accept_loop, listener, handlers, partial(handle_connection, service)
+                for port, tls in options.listening_ports():
+                    listeners = await trio.open_tcp_listeners(
+                        port, host=options.host, backlog=options.backlog
                     )
-                announce_listening(listeners[0].socket.getsockname())
+                    handler = partial(handle_connection, service, tls, handshakes)
+                    for listener in listeners:
+                        accepting.start_soon(accept_loop, listener, handlers, handler)
+                    addresses.append(listeners[0].socket.getsockname())
+                announce_listening(*addresses)
                 async for signum in signals:
                     log.info("%s: shutting down", signal.Signals(signum).name)
                     break
                 accepting.cancel_scope.cancel()  # Stop accepting; connections go on.
+            handshakes.cancel()
             service.shutdown()
 
 
@@ -83,11 +88,62 @@ async def accept_loop(
             handlers.start_soon(handler, stream)
 
 
-async def handle_connection(service: ChatService | EchoService, stream: trio.SocketStream) -> None:
+async def handle_connection(
+    service: ChatService | EchoService,
+    tls: ssl.SSLContext | None,
+    handshakes: Handshakes,
+    stream: trio.SocketStream,
+) -> None:
     """One connection's task; it closes the stream when done."""
+    connection = stream if tls is None else await handshakes.secure(stream, tls)
+    if connection is None:
+        await trio.aclose_forcefully(stream)
+        return
     try:
-        async with stream:
-            await service.handle_client(stream)
+        await service.handle_client(connection)
     except Exception:
         # Without this, one connection's bug would crash the whole server.
         log.exception("connection failed")
+    finally:
+        # Closing TLS may send close_notify, which a client that does not
+        # read never takes: bounded, and a cancelled aclose() closes at once.
+        with trio.move_on_after(CLOSE_GRACE):
+            await connection.aclose()
+
+
+class Handshakes:
+    """The TLS handshakes under way, each bounded in time, all cancelled at shutdown.
+
+    A connection in its handshake is not the service's yet, so the service's
+    shutdown does not reach it; without this the handler nursery would wait
+    for it until its timeout.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.scopes: set[trio.CancelScope] = set()
+
+    async def secure(
+        self, stream: trio.SocketStream, tls: ssl.SSLContext
+    ) -> trio.SSLStream[trio.SocketStream] | None:
+        """The server's side of the handshake; None if it failed, timed out or was cancelled."""
+        with trio.CancelScope() as scope:
+            self.scopes.add(scope)
+            try:
+                # SSLStream would do the handshake at the first send or
+                # receive, with no bound of its own; doing it here bounds it.
+                with trio.fail_after(self.timeout):
+                    connection = trio.SSLStream(stream, tls, server_side=True)
+                    await connection.do_handshake()
+            except (trio.TooSlowError, trio.BrokenResourceError) as error:
+                # A plain-text client (the cause is an SSLError), a reset, a stall.
+                log.debug("TLS handshake failed: %r", error.__cause__ or error)
+            else:
+                return connection
+            finally:
+                self.scopes.discard(scope)
+        return None
+
+    def cancel(self) -> None:
+        for scope in self.scopes:
+            scope.cancel()
