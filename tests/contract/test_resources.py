@@ -186,12 +186,13 @@ def listen_backlog(port: int) -> int:
     return int(shown[2])
 
 
+@pytest.mark.skipif(
+    system_backlog_limit() is None, reason="needs Linux's /proc/sys/net/core/somaxconn"
+)
 @pytest.mark.parametrize("requested", [None, 64], ids=["default", "backlog-64"])
 def test_every_implementation_listens_with_one_backlog(
     start_server: Start, requested: int | None
 ) -> None:
-    if system_backlog_limit() is None:
-        pytest.skip("needs Linux's /proc/sys/net/core/somaxconn")
     options = () if requested is None else ("--backlog", str(requested))
     server = start_server("echo", *options)
     assert listen_backlog(server.port) == (requested or system_backlog_limit())

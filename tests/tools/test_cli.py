@@ -191,10 +191,9 @@ def test_bad_tls_files_are_refused_in_one_line_before_listening(tmp_path: Path) 
         assert_refused_in_one_line(result, message)
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to run the server as another user")
 def test_an_unreadable_tls_key_is_refused_in_one_line() -> None:
     """Run as user nobody (CI runs as root, who may read any file), with a key only root reads."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root, to run the server as another user")
     # Not under pytest's tmp_path, whose parent only root may enter.
     with tempfile.TemporaryDirectory() as directory:
         Path(directory).chmod(0o755)

@@ -643,11 +643,22 @@ def run_accept_emfile(kind: str, python: str = sys.executable) -> dict[str, Any]
     "wake-up, each one reported (with its traceback) and each scheduling another retry 1 s "
     "later; fixed by PR #151616. The asyncio adapters accept with sock_accept() instead",
 )
-@pytest.mark.parametrize("minor", ["3.11", "3.12", "3.13"])
+@pytest.mark.parametrize(
+    "minor",
+    [
+        # A Python that is not installed is a skip decided at collection, with its reason.
+        pytest.param(
+            minor,
+            marks=pytest.mark.skipif(
+                isinstance(found := find_interpreter(minor), str), reason=str(found)
+            ),
+        )
+        for minor in ("3.11", "3.12", "3.13")
+    ],
+)
 def test_asyncio_start_server_reports_running_out_once_per_wake_up(minor: str) -> None:
     interpreter = find_interpreter(minor)
-    if isinstance(interpreter, str):
-        pytest.skip(interpreter)
+    assert not isinstance(interpreter, str), interpreter
     result = run_accept_emfile("asyncio", interpreter.executable)
     if result["reports_while_exhausted"] < 1:
         raise RuntimeError(f"start_server never hit EMFILE: {result}")
