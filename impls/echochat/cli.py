@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from echochat.core import Limits, __version__
+from echochat.core import LinkRefusedError, Limits, __version__
 from echochat.core.limits import (
     DEFAULT_FLOOD_BURST,
     DEFAULT_FLOOD_RATE,
@@ -28,6 +28,7 @@ from echochat.core.limits import (
     DEFAULT_SERVER_NAME,
 )
 from echochat.core.passwords import SALT_BYTES, PasswordHash, hash_password
+from echochat.core.redislink import RedisAddress, parse_redis_url
 from echochat.experiments import DEFAULT_OUT, EXPERIMENTS, Settings
 from echochat.options import (
     MAX_BACKLOG,
@@ -161,7 +162,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--server-name",
         default=DEFAULT_SERVER_NAME,
-        help="chat: the name numerics and PONG come from",
+        help="chat: the name numerics and PONG come from; on a network (--redis) it names "
+        "this server and must differ from every other server's",
+    )
+    serve.add_argument(
+        "--redis",
+        type=_redis_url,
+        default=None,
+        metavar="URL",
+        help="chat: join a network of echochat servers (any implementations) that share "
+        "this Redis, redis://HOST:PORT or unix:///PATH: channels, private messages and nicks "
+        "then span every server. An unreachable Redis is retried while this server serves "
+        "its own users (docs/scale-out.md)",
     )
     serve.add_argument(
         "--max-per-ip",
@@ -447,6 +459,13 @@ def _rate(text: str) -> float:
     return value
 
 
+def _redis_url(text: str) -> RedisAddress:
+    try:
+        return parse_redis_url(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _password_hash(text: str) -> PasswordHash:
     try:
         return PasswordHash.parse(text)
@@ -542,6 +561,7 @@ def serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         backlog=MAX_BACKLOG if args.backlog is None else args.backlog,
         tls=tls,
         tls_port=args.tls_port,
+        redis=args.redis,
     )
     logging.basicConfig(
         stream=sys.stderr,
@@ -565,7 +585,7 @@ def serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         implementation.adapter.server_module
     ).run
     log.info("starting %s service with %s on %s's event loop", args.service, args.impl, args.loop)
-    failed = False
+    failed = refused = False
     try:
         run(options)
     except* OSError as group:
@@ -576,9 +596,16 @@ def serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         for failure in _leaves(group):
             print(f"echochat: cannot serve on {where}: {failure}", file=sys.stderr)
         failed = True
+    except* LinkRefusedError as group:
+        # Another live server has this name: refused, before serving anyone.
+        for failure in _leaves(group):
+            print(f"echochat: cannot join the network: {failure}", file=sys.stderr)
+        refused = True
     except* KeyboardInterrupt:
         # Ctrl-C before the signal handlers were installed: nothing to clean up.
         failed = True
+    if refused:
+        return 2
     if failed:
         return 1
     log.info("stopped")
@@ -665,7 +692,7 @@ def run_experiments(name: str, settings: Settings) -> int:
     return 0
 
 
-def _leaves(group: BaseExceptionGroup[OSError]) -> list[BaseException]:
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     """The exceptions inside nested groups (trio's nurseries nest them)."""
     leaves: list[BaseException] = []
     for error in group.exceptions:

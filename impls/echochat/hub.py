@@ -14,12 +14,13 @@ It also reads the adapter's clock for the core, which keeps no time itself.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Protocol
 
-from echochat.core import ChatCore, ConnId, Effect, Send
+from echochat.core import ChatCore, CloseLink, ConnId, Effect, LinkRole, LinkSend, Send
 from echochat.options import ServerOptions
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,16 @@ class Peer(Protocol):
         """Stop reading; send the queue (if ``flush``) and ``farewell``; then close."""
 
 
+class LinkPeer(Protocol):
+    """What an adapter's connection to Redis offers the hub (``--redis``)."""
+
+    def deliver(self, data: bytes) -> None:
+        """Queue bytes for Redis without waiting."""
+
+    def close(self, flush: bool) -> None:
+        """Stop; send what is queued first (if ``flush``, within CLOSE_GRACE); then close."""
+
+
 class InjectedFaultError(Exception):
     """Raised on purpose (``--inject-fault``) to test how a connection's failure is contained."""
 
@@ -47,7 +58,11 @@ class ChatHub:
         self.options = options
         # The core shows dates (TIME, 333, 317) from the adapter's clock plus this.
         epoch = time.time() - clock()
-        self.core = ChatCore(options.limits, created=created, epoch=epoch)
+        # On a network the core draws its ids and reconnection jitter from these bits.
+        seed = int.from_bytes(os.urandom(8)) if options.redis is not None else None
+        self.core = ChatCore(options.limits, created=created, epoch=epoch, network_seed=seed)
+        # The two connections to Redis while the link is open (--redis).
+        self.link_peers: dict[LinkRole, LinkPeer] = {}
         # The framework's monotonic clock, the one its deadlines are set on.
         self.clock = clock
         self.peers: dict[ConnId, Peer] = {}
@@ -101,6 +116,54 @@ class ChatHub:
     def shutdown(self) -> None:
         self._apply(self.core.shutdown())
 
+    # -- The link to Redis (--redis): the core's link_* calls, with the clock read here --------
+
+    def link_retry_delay(self) -> float:
+        """Seconds to wait before connecting to Redis: 0 at first, then backing off with jitter."""
+        return self.core.link_retry_delay()
+
+    def link_opened(self, subscriber: LinkPeer, commands: LinkPeer) -> None:
+        """Both connections to Redis are open."""
+        log.info("connected to Redis at %s", self.options.redis)
+        self.link_peers = {LinkRole.SUBSCRIBER: subscriber, LinkRole.COMMANDS: commands}
+        self._apply(self.core.link_opened(self.clock()))
+
+    def link_receive(self, role: LinkRole, data: bytes) -> None:
+        """Bytes from Redis; may raise ``LinkRefusedError`` (the server must not start)."""
+        self._apply(self.core.link_receive(role, data, self.clock()))
+
+    def link_has_ready_messages(self) -> bool:
+        """As ``has_ready_lines``, for the network's events: yield, then ``link_continue``."""
+        return self.core.link_has_ready_messages()
+
+    def link_continue(self) -> None:
+        self._apply(self.core.link_continue(self.clock()))
+
+    def link_data_sent(self, role: LinkRole, nbytes: int) -> None:
+        self.core.link_data_sent(role, nbytes)
+
+    def link_deadline(self) -> float | None:
+        """When ``link_handle_timer`` must run (None: only when Redis sends something)."""
+        return self.core.link_deadline()
+
+    def link_handle_timer(self) -> None:
+        self._apply(self.core.link_handle_timer(self.clock()))
+
+    def link_closed(self, reason: str) -> None:
+        """A connection to Redis failed or closed, or could not be opened."""
+        if self.link_peers:
+            log.warning(
+                "lost the link to Redis at %s (%s); serving this server's users alone",
+                self.options.redis,
+                reason,
+            )
+        else:
+            log.warning("cannot reach Redis at %s (%s); will retry", self.options.redis, reason)
+        for peer in self.link_peers.values():
+            peer.close(flush=False)
+        self.link_peers = {}
+        self._apply(self.core.link_closed(reason, self.clock()))
+
     def _apply(self, effects: list[Effect]) -> None:
         for effect in effects:
             if isinstance(effect, Send):
@@ -110,8 +173,28 @@ class ChatHub:
                 log.info("connection %d closed: %s", effect.conn, effect.reason)
                 self.registering.discard(effect.conn)
                 self.peers.pop(effect.conn).close(effect.farewell, effect.flush)
+        if self.options.redis is not None:
+            for link_effect in self.core.take_link_effects():
+                if isinstance(link_effect, LinkSend):
+                    if (link_peer := self.link_peers.get(link_effect.role)) is not None:
+                        link_peer.deliver(link_effect.data)
+                else:
+                    self._close_link(link_effect)
         if self.trace_sendq:
-            self._trace_sendq({effect.conn: None for effect in effects if isinstance(effect, Send)})
+            self._trace_sendq({e.conn: None for e in effects if isinstance(e, Send)})
+
+    def _close_link(self, effect: CloseLink) -> None:
+        if effect.flush:
+            log.info("closing the link to Redis: %s", effect.reason)
+        else:
+            log.warning(
+                "dropped the link to Redis at %s (%s); serving this server's users alone",
+                self.options.redis,
+                effect.reason,
+            )
+        for peer in self.link_peers.values():
+            peer.close(effect.flush)
+        self.link_peers = {}
 
     def _trace_sendq(self, conns: Iterable[ConnId]) -> None:
         now = time.monotonic()

@@ -12,6 +12,7 @@ from typing import Literal, Protocol
 
 from echochat.core import Limits
 from echochat.core.limits import DEFAULT_REGISTRATION_TIMEOUT
+from echochat.core.redislink import RedisAddress
 from echochat.registry import Backend, EventLoop
 
 Service = Literal["chat", "echo"]
@@ -54,6 +55,8 @@ class ServerOptions:
     # ``tls_port`` too, on that port beside plain TCP on ``port``.
     tls: ssl.SSLContext | None = None
     tls_port: int | None = None
+    # --redis: the Redis that joins this chat server to a network of them.
+    redis: RedisAddress | None = None
 
     def listening_ports(self) -> tuple[tuple[int, ssl.SSLContext | None], ...]:
         """Each port to listen on, with the TLS context it speaks (None: plain TCP)."""

@@ -8,7 +8,17 @@ same decisions drive the asyncio, trio and anyio adapters.
 from echochat.core.accepting import AcceptPacer, Retry
 from echochat.core.chat import ChatCore
 from echochat.core.echo import EchoCore
-from echochat.core.effects import Close, ConnId, Effect, Send
+from echochat.core.effects import (
+    Close,
+    CloseLink,
+    ConnId,
+    Effect,
+    LinkEffect,
+    LinkRole,
+    LinkSend,
+    Send,
+)
+from echochat.core.federation import LinkRefusedError
 from echochat.core.framing import Line, LineFramer, LineTooLong
 from echochat.core.limits import CLOSE_GRACE, READ_SIZE, SEND_PIECE, TURN_BYTES, Limits
 from echochat.core.version import __version__
@@ -21,6 +31,7 @@ __all__ = [
     "AcceptPacer",
     "ChatCore",
     "Close",
+    "CloseLink",
     "ConnId",
     "EchoCore",
     "Effect",
@@ -28,6 +39,10 @@ __all__ = [
     "Line",
     "LineFramer",
     "LineTooLong",
+    "LinkEffect",
+    "LinkRefusedError",
+    "LinkRole",
+    "LinkSend",
     "Retry",
     "Send",
     "__version__",

@@ -14,12 +14,12 @@ line by line.
 from __future__ import annotations
 
 from echochat.core.commands import HANDLERS, PRE_REGISTRATION
-from echochat.core.effects import Close, ConnId, Effect
+from echochat.core.effects import Close, CloseLink, ConnId, Effect, LinkEffect, LinkRole
 from echochat.core.errors import CommandError
+from echochat.core.federation import Federation, Phase
 from echochat.core.framing import FrameEvent, LineFramer, LineTooLong
 from echochat.core.limits import Limits
 from echochat.core.message import Message, command_of, parse, token
-from echochat.core.network import Network
 from echochat.core.state import Client, Seconds, UnixTime
 
 # What a browser or scanner sends when it speaks HTTP to the IRC port (a
@@ -35,14 +35,24 @@ _HTTP_WORDS = frozenset(
 _TOKEN_ROUNDING = 1e-9
 
 
-class ChatCore(Network):
+class ChatCore(Federation):
     """Every client, nick and channel of one chat server, driven by events from an adapter."""
 
-    def __init__(self, limits: Limits, created: str, epoch: UnixTime = 0.0) -> None:
+    def __init__(
+        self,
+        limits: Limits,
+        created: str,
+        epoch: UnixTime = 0.0,
+        network_seed: int | None = None,
+    ) -> None:
         """``created`` is shown in 003; ``epoch`` is the Unix time when the adapter's
-        clock read 0, so the core can show dates without reading a clock."""
-        super().__init__(limits, created, epoch)
-        self._next_conn: ConnId = 1
+        clock read 0, so the core can show dates without reading a clock.
+
+        With ``network_seed`` (random bits from the adapter) the server is part
+        of a network over Redis (``--redis``; ``echochat.core.federation``): the
+        adapter then drives the link with the ``link_*`` calls.
+        """
+        super().__init__(limits, created, epoch, network_seed)
         self._shutting_down = False
 
     # -- The adapter-facing API ---------------------------------------------------------
@@ -56,7 +66,7 @@ class ChatCore(Network):
             # Accepted in the same instant as the shutdown began.
             farewell = self._error_line("Server shutting down")
             return conn, [Close(conn, farewell, flush=True, reason="Server shutting down")]
-        if len(self._clients) >= self.limits.max_clients:
+        if len(self._clients) - len(self._remote) >= self.limits.max_clients:
             farewell = self._error_line("Closing link (Server is full)")
             return conn, [Close(conn, farewell, flush=True, reason="Server is full")]
         # An IPv6 address such as ::1 would start a trailing parameter where
@@ -158,7 +168,7 @@ class ChatCore(Network):
                 if now >= client.ping_sent_at + limits.ping_timeout:
                     reason = f"Ping timeout: {limits.ping_timeout:g} seconds"
                     farewell = self._error_line(f"Closing link ({reason})")
-                    self._remove(client, reason, farewell, flush=True)
+                    self._disconnect(client, reason, farewell, flush=True)
                     return self._finish()
             elif now >= client.last_line_at + limits.ping_interval:
                 client.ping_sent_at = now
@@ -174,22 +184,106 @@ class ChatCore(Network):
     def connection_lost(self, conn: ConnId) -> list[Effect]:
         """The peer closed or reset ``conn`` (a no-op if the core closed it already)."""
         client = self._clients.get(conn)
-        if client is not None:
-            self._remove(client, "Connection closed", b"", flush=True)
+        if client is not None and client.origin is None:
+            self._disconnect(client, "Connection closed", b"", flush=True)
         return self._finish()
 
     def shutdown(self) -> list[Effect]:
         """The server is stopping: say goodbye to everyone, forget them, admit nobody new."""
         self._shutting_down = True
+        if self.joined:
+            # The others split our users off now rather than after SILENCE.
+            self._publish(
+                b"SPLIT",
+                [self.server_name.encode(), self.incarnation.encode(), b"Server shutting down"],
+                self.now,
+            )
+            self._link_effects.append(CloseLink("Server shutting down", flush=True))
+            self.phase = Phase.ALONE
         farewell = self._error_line("Server shutting down")
-        self._effects = [
+        self._effects.extend(
             Close(conn, farewell, flush=True, reason="Server shutting down")
-            for conn in self._clients
-        ]
+            for conn, client in self._clients.items()
+            if client.origin is None and not client.gone
+        )
         self._clients.clear()
+        self._remote.clear()
         self._nicks.clear()
         self._channels.clear()
         self._connections_per_host.clear()
+        return self._finish()
+
+    # -- The link to Redis (--redis), in the same vocabulary --------------------------------
+
+    def take_link_effects(self) -> list[LinkEffect]:
+        """What the calls so far ask of the link to Redis: bytes to send, or closing it.
+
+        Kept apart from the clients' effects, which every call returns, so that
+        a server without ``--redis`` never sees them.
+        """
+        effects, self._link_effects = self._link_effects, []
+        return effects
+
+    def link_retry_delay(self) -> Seconds:
+        """How long to wait before connecting to Redis (again): 0 at first, then backing off."""
+        return self._need_link().retry_delay()
+
+    def link_opened(self, now: Seconds) -> list[Effect]:
+        """Both connections to Redis are open: take the server's name, subscribe, join."""
+        self.now = now
+        self._open_link(now)
+        return self._finish()
+
+    def link_receive(self, role: LinkRole, data: bytes, now: Seconds) -> list[Effect]:
+        """Bytes from Redis on ``role``'s connection; events run in a bounded turn.
+
+        Raises ``LinkRefusedError`` if the server's name is held by another live
+        server and this server has never been on the network: it must not start.
+        """
+        self.now = now
+        link = self._need_link()
+        if link.opened:
+            self._on_link_events(link.receive_data(role, data, now), now)
+            self._run_bus(now)
+        return self._finish()
+
+    def link_has_ready_messages(self) -> bool:
+        """Whether events wait that the last call left for the next, its output budget spent.
+
+        As with ``has_ready_lines``: the adapter lets its writers run, calls
+        ``link_continue``, and reads no more from Redis until this is False.
+        """
+        return bool(self._bus_inbox)
+
+    def link_continue(self, now: Seconds) -> list[Effect]:
+        """Run the next turn of waiting events."""
+        self._run_bus(now)
+        return self._finish()
+
+    def link_data_sent(self, role: LinkRole, nbytes: int) -> None:
+        """``nbytes`` queued for Redis on ``role``'s connection reached the kernel."""
+        self._need_link().data_sent(role, nbytes)
+
+    def link_deadline(self) -> Seconds | None:
+        """When ``link_handle_timer`` must run: heartbeats, silence, the lease, replies."""
+        return self._link_deadline()
+
+    def link_handle_timer(self, now: Seconds) -> list[Effect]:
+        self.now = now
+        self._link_timer(now)
+        if self.link is not None and self.link.overloaded():
+            self._lose_link("Redis stopped reading this server's events", now)
+        return self._finish()
+
+    def link_closed(self, reason: str, now: Seconds) -> list[Effect]:
+        """A connection to Redis failed, closed or could not be opened (a no-op if the core
+        closed the link already): go on alone, and try again after ``link_retry_delay``."""
+        self.now = now
+        if self._link_cut:
+            self._link_cut = False  # The core cut it and went on already.
+        else:
+            self._need_link().close()
+            self._go_alone(reason)
         return self._finish()
 
     @property
@@ -248,7 +342,7 @@ class ChatCore(Network):
             and not client.overflowed  # Leaving for SendQ already.
         ):
             farewell = self._error_line("Closing link (Excess Flood)")
-            self._remove(client, "Excess Flood", farewell, flush=True)
+            self._disconnect(client, "Excess Flood", farewell, flush=True)
 
     def _finish(self) -> list[Effect]:
         self._drop_overflowed()
@@ -258,14 +352,6 @@ class ChatCore(Network):
         self._turn_clients.clear()
         self._turn_spent = False
         return effects
-
-    def _drop_overflowed(self) -> None:
-        # Dropping a client for SendQ announces its QUIT, which can overflow
-        # another client's SendQ in turn, so loop until nobody is pending.
-        while self._overflowed:
-            client = self._overflowed.pop(0)
-            farewell = self._error_line("Closing link (SendQ exceeded)")
-            self._remove(client, "SendQ exceeded", farewell, flush=False)
 
     def _execute(self, client: Client, raw: bytes) -> None:
         try:
@@ -279,6 +365,10 @@ class ChatCore(Network):
         message = parse(text)
         if message is None:
             return  # Blank lines are ignored, as every IRC server does.
+        if self._goes_through_bus(client, message.command):
+            # Every server runs it, this one too, when Redis delivers it.
+            self._publish_for(client, b"L", raw, self.now)
+            return
         self._dispatch(client, message)
 
     def _dispatch(self, client: Client, message: Message) -> None:

@@ -7,8 +7,16 @@ effects, in the order the adapter must carry them out for any one connection.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
 ConnId = int
+
+
+class LinkRole(Enum):
+    """Which of a server's two connections to Redis (``--redis``) bytes are for or from."""
+
+    SUBSCRIBER = "subscriber"
+    COMMANDS = "commands"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,4 +51,29 @@ class Close:
     reason: str = field(default="", compare=False)
 
 
+@dataclass(frozen=True, slots=True)
+class LinkSend:
+    """Queue ``data`` for one of the two connections to Redis (``--redis``).
+
+    Like ``Send``, never waits: the link's writer reports the bytes back with
+    ``ChatCore.link_data_sent``.
+    """
+
+    role: LinkRole
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CloseLink:
+    """Close both connections to Redis; the core has already gone on without them.
+
+    With ``flush`` (shutdown) what is queued for Redis goes out first, within
+    ``CLOSE_GRACE``; without, the link is cut at once.
+    """
+
+    reason: str
+    flush: bool = False
+
+
 Effect = Send | Close
+LinkEffect = LinkSend | CloseLink

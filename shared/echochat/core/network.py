@@ -37,6 +37,9 @@ class Network:
         # Newest last, at most WHOWAS_SIZE of them.
         self.whowas: deque[PastNick] = deque(maxlen=WHOWAS_SIZE)
         self.most_users = 0
+        # True while a command that came through Redis runs (--redis): it must
+        # then decide exactly as on every other server, from the shared tables only.
+        self.replicating = False
         # Effects of the call in progress, returned and reset at its end.
         self._effects: list[Effect] = []
         self._overflowed: list[Client] = []
@@ -66,12 +69,12 @@ class Network:
 
         Never waits for the client: a full queue marks it for disconnection.
         """
-        if client.overflowed:
+        if client.silent:
             return
         size = len(data)
         queued = client.queued + size
         if queued > self.limits.sendq:
-            client.overflowed = True
+            client.overflowed = client.silent = True
             self._overflowed.append(client)
             return
         client.queued = queued
@@ -201,6 +204,28 @@ class Network:
             )
             self.whowas.append(past)
 
+    def _release_nick(self, client: Client) -> None:
+        """Free ``client``'s nick, if the table still gives it to ``client``.
+
+        On a network, a user of another server may have taken the nick an
+        unregistered connection here had reserved (the first claim on the bus
+        wins), so a nick is only released by whoever holds it.
+        """
+        folded = ascii_lower(str(client.nick))
+        if self._nicks.get(folded) is client:
+            del self._nicks[folded]
+
+    def _forget_member(self, client: Client) -> None:
+        """What a network remembers of a client beyond these tables (see Federation)."""
+
+    def _opered(self, client: Client) -> bool:
+        """Whether ``client``'s OPER, matched here, must first cross the network (see Federation)."""
+        return False
+
+    def _introduce(self, client: Client) -> bool:
+        """Whether ``client``'s registration must first cross the network (see Federation)."""
+        return False
+
     def _remove(self, client: Client, reason: str, farewell: bytes, flush: bool) -> None:
         """Forget ``client``, tell everyone sharing a channel with it once, then close it."""
         peers: dict[ConnId, Client] = {}
@@ -209,13 +234,16 @@ class Network:
             peers.update(channel.members)
         if client.nick is not None:
             self._remember_nick(client)
-            del self._nicks[ascii_lower(client.nick)]
+            self._release_nick(client)
         del self._clients[client.conn]
-        remaining = self._connections_per_host[client.host] - 1
-        if remaining:
-            self._connections_per_host[client.host] = remaining
-        else:
-            del self._connections_per_host[client.host]
-        self._effects.append(Close(client.conn, farewell, flush, reason))
+        if client.origin is None:
+            remaining = self._connections_per_host[client.host] - 1
+            if remaining:
+                self._connections_per_host[client.host] = remaining
+            else:
+                del self._connections_per_host[client.host]
+            if not client.gone:
+                self._effects.append(Close(client.conn, farewell, flush, reason))
+        self._forget_member(client)
         if peers:
             self._send_to_all(peers.values(), self._line(client.prefix, "QUIT", [], reason))

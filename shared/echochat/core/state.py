@@ -130,6 +130,20 @@ class Client:
     # Set when the SendQ overflowed; the client is dropped once the current
     # operation (a whole broadcast) is over, as InspIRCd does.
     overflowed: bool = False
+    # Nothing more is queued for it: it overflowed, or its connection is closed
+    # while its QUIT crosses the network, or it is connected to another server.
+    silent: bool = False
+    # On a network (--redis): its connection closed, its QUIT not yet back from Redis.
+    gone: bool = False
+    # On a network: registered here, waiting for its introduction to come back
+    # from Redis, where the first claim to a nick wins.
+    introducing: bool = False
+    # On a network: the server it is connected to (None: this one), and its
+    # connection's id there; with the server, how the bus names it.
+    origin: str | None = None
+    origin_conn: ConnId = 0
+    # When it took its nick: when two servers' networks merge, the older nick keeps it.
+    nick_at: UnixTime = 0.0
     channels: dict[str, Channel] = field(default_factory=dict)
     # User modes, among USER_MODES.
     modes: set[str] = field(default_factory=set)

@@ -32,6 +32,8 @@ def oper(net: Network, client: Client, params: list[str]) -> None:
     matched = (wanted or _decoy()).matches(password)
     if wanted is None or not matched:
         raise CommandError("464", [], "Password incorrect")
+    if net._opered(client):
+        return  # On a network: 381 comes when every server knows.
     if not client.is_oper:
         client.modes.add("o")
         net._send(client, net._line(client.prefix, "MODE", [str(client.nick)], "+o"))

@@ -174,11 +174,11 @@ def who(net: Network, client: Client, params: list[str]) -> None:
                 for text in (str(user.nick), str(user.user), user.host, user.realname)
             )
         ]
-    server = net.limits.server_name
     for user in found:
         if opers_only and not user.is_oper:
             continue
         where = channel.name if channel is not None else "*"
+        server = user.origin or net.limits.server_name
         fields = [where, str(user.user), user.host, server, user.name, _flags(user, channel)]
         net._numeric(client, "352", fields, f"0 {user.realname}")
     net._numeric(client, "315", [token(mask)], "End of WHO list")
@@ -200,7 +200,7 @@ def whois(net: Network, client: Client, params: list[str]) -> None:
         if net._sees(client, channel)
     ]
     net._numeric_spread(client, "319", [name], channels, None)
-    net._numeric(client, "312", [name, net.limits.server_name], "echochat")
+    net._numeric(client, "312", [name, user.origin or net.limits.server_name], "echochat")
     if user.away is not None:
         net._numeric(client, "301", [name], user.away)
     if user.is_oper:

@@ -55,7 +55,10 @@ def nick(net: Network, client: Client, params: list[str]) -> None:
     if not _NICK.fullmatch(new):
         raise CommandError("432", [token(new)], "Erroneous nickname")
     owner = net._nicks.get(ascii_lower(new))
-    if owner is not None and owner is not client:
+    # An unregistered connection's nick is reserved, but only on its own
+    # server: on a network, a nick change coming from Redis must decide the
+    # same on every server, so there it sees only registered users.
+    if owner is not None and owner is not client and (owner.registered or not net.replicating):
         raise CommandError("433", [new], "Nickname is already in use")
     if new == client.nick:
         return
@@ -66,15 +69,24 @@ def nick(net: Network, client: Client, params: list[str]) -> None:
             raise CommandError(
                 "435", [new, channel.name], "Cannot change nickname while banned on channel"
             )
-    old_prefix = client.prefix
-    if client.nick is not None:
-        net._remember_nick(client)
-        del net._nicks[ascii_lower(client.nick)]
-    net._nicks[ascii_lower(new)] = client
-    client.nick = new
     if not client.registered:
+        if client.nick is not None:
+            net._release_nick(client)
+        net._nicks[ascii_lower(new)] = client
+        client.nick = new
         try_register(net, client)
         return
+    rename(net, client, new)
+
+
+def rename(net: Network, client: Client, new: str) -> None:
+    """Give registered ``client`` the free nick ``new``, and tell it and its channels."""
+    old_prefix = client.prefix
+    net._remember_nick(client)
+    net._release_nick(client)
+    net._nicks[ascii_lower(new)] = client
+    client.nick = new
+    client.nick_at = net.wall_time
     # A nick that matches a ban now mutes its owner there.
     for channel in client.channels.values():
         if channel.bans:
@@ -110,7 +122,13 @@ def quit_(net: Network, client: Client, params: list[str]) -> None:
 
 
 def try_register(net: Network, client: Client) -> None:
-    if client.registered or client.negotiating_caps or client.nick is None or client.user is None:
+    if (
+        client.registered
+        or client.introducing
+        or client.negotiating_caps
+        or client.nick is None
+        or client.user is None
+    ):
         return
     wanted = net.limits.password_hash
     if wanted is not None:
@@ -122,8 +140,16 @@ def try_register(net: Network, client: Client) -> None:
             net._remove(client, "Bad password", farewell, flush=True)
             return
     client.password = None
+    if net._introduce(client):
+        return  # On a network: registration completes when Redis brings it back.
+    complete_registration(net, client)
+
+
+def complete_registration(net: Network, client: Client) -> None:
+    """``client`` is registered: it gets the welcome (001 to 005 and the MOTD)."""
     client.registered = True
-    client.signon_at = net.wall_time
+    client.introducing = False
+    client.signon_at = client.nick_at = net.wall_time
     client.spoke_at = net.now
     users = sum(1 for other in net._clients.values() if other.registered)
     net.most_users = max(net.most_users, users)
