@@ -120,9 +120,9 @@ def split_lines(data: bytes) -> list[bytes]:
 class Harness:
     """A ChatCore plus the bookkeeping of an adapter whose clients read promptly."""
 
-    def __init__(self, limits: Limits | None = None) -> None:
+    def __init__(self, limits: Limits | None = None, network_seed: int | None = None) -> None:
         self.limits = limits or lenient_limits()
-        self.core = ChatCore(self.limits, created=CREATED)
+        self.core = ChatCore(self.limits, created=CREATED, network_seed=network_seed)
         self.now = 1000.0  # Any start will do: the core only compares and subtracts times.
         self.lines: dict[ConnId, list[str]] = defaultdict(list)  # unread lines, no CR LF
         self.closed: dict[ConnId, Close] = {}

@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import random
 from collections import deque
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -150,7 +151,6 @@ class Federation(Network):
             self._link_effects.append(LinkSend(role, data))
 
     def _on_link_events(self, events: list[LinkEvent], now: Seconds) -> None:
-        link = self._need_link()
         for event in events:
             if isinstance(event, BusMessage):
                 self._bus_inbox.append(event.payload)
@@ -291,7 +291,7 @@ class Federation(Network):
             payload = self._bus_inbox.popleft()
             try:
                 self._apply(payload, now)
-            except (ValueError, KeyError, TypeError) as error:
+            except (ValueError, KeyError, TypeError, IndexError) as error:
                 # Only echochat servers publish on the bus; anything else there
                 # means the network cannot be trusted: join it again.
                 self._lose_link(f"a malformed event on the bus ({error})", now)
@@ -307,87 +307,80 @@ class Federation(Network):
             self._disconnect(client, "SendQ exceeded", farewell, flush=False)
 
     def _apply(self, payload: bytes, now: Seconds) -> None:
-        kind, server_b, incarnation_b, wall, rest = (payload.split(b" ", 4) + [b""])[:5]
-        server, incarnation = server_b.decode(), incarnation_b.decode()
+        event = Event.parse(payload)
         if self.phase is Phase.JOINING:
-            if kind == b"HELLO" and (server, incarnation) == self._me:
+            if event.kind == b"HELLO" and event.sender == self._me:
                 self.phase = Phase.WAITING
                 self._wait_until = now + SYNC_WAIT
-            return
-        if self.phase is Phase.WAITING:
-            self._apply_waiting(kind, server, incarnation, rest, payload, now)
-            return
-        self.now = float(wall) - self.epoch
-        self.replicating = True
-        try:
-            self._apply_joined(kind, server, incarnation, rest, now)
-        finally:
-            self.replicating = False
+        elif self.phase is Phase.WAITING:
+            self._apply_waiting(event, now)
+        else:
+            # Times shown to users (333, 329, 317) are the sender's: the same everywhere.
+            self.now = event.wall_time - self.epoch
+            self.replicating = True
+            try:
+                self._apply_joined(event, now)
+            finally:
+                self.replicating = False
 
     @property
     def _me(self) -> tuple[str, str]:
         return self.server_name, self.incarnation
 
-    def _apply_waiting(
-        self, kind: bytes, server: str, incarnation: str, rest: bytes, payload: bytes, now: Seconds
-    ) -> None:
-        if kind == b"SNAP":
-            target, version, body = rest.split(b" ", 2)
+    def _apply_waiting(self, event: Event, now: Seconds) -> None:
+        if event.kind == b"SNAP":
+            target, version, body = event.rest.split(b" ", 2)
             if target.decode() != self.incarnation:
                 return
             if version.decode() != __version__:
-                self._lose_link(
+                reason = (
                     f"the network runs echochat {version.decode()}, this server "
-                    f"{__version__}: servers of one network must run one version",
-                    now,
+                    f"{__version__}: servers of one network must run one version"
                 )
+                self._lose_link(reason, now)
                 return
             self._sync(json.loads(body), now)
-        elif kind == b"GEN":
+        elif event.kind == b"GEN":
             # Nobody was in: the network starts empty, here, for everyone waiting.
             self._held.clear()
             self._sync(None, now)
         else:
-            self._held.append(payload)
+            self._held.append(event.payload)
 
-    def _apply_joined(
-        self, kind: bytes, server: str, incarnation: str, rest: bytes, now: Seconds
-    ) -> None:
+    def _apply_joined(self, event: Event, now: Seconds) -> None:
+        kind, (server, incarnation) = event.kind, event.sender
         if kind == b"HELLO":
             if server != self.server_name:
                 self._answer_hello(server, incarnation, now)
-            return
-        if kind == b"GEN":
-            if (server, incarnation) in self._answered:
+        elif kind == b"GEN":
+            if event.sender in self._answered:
                 # It gave up waiting for the snapshot we sent: it started from
                 # nothing, so it must join again.
                 self._ask_split(server, incarnation, "joined without the network's state", now)
-            return
-        if kind == b"BURST":
-            self._apply_burst(server, incarnation, json.loads(rest), now)
-            return
-        if kind == b"SPLIT":
-            victim, victim_incarnation, reason = rest.decode().split(" ", 2)
+        elif kind == b"BURST":
+            self._apply_burst(server, incarnation, json.loads(event.rest), now)
+        elif kind == b"SPLIT":
+            victim, victim_incarnation, reason = event.rest.decode().split(" ", 2)
             self._apply_split(victim, victim_incarnation, reason, now)
-            return
-        if self._servers.get(server) != incarnation:
-            return  # A server not (or no longer) on the network.
-        self._heard[server] = now
-        if kind == b"H" or kind == b"SNAP":
-            return
-        conn_b, _, tail = rest.partition(b" ")
-        conn = int(conn_b)
-        if kind == b"U":
+        elif self._servers.get(server) == incarnation:  # Else not (or no longer) on the network.
+            self._heard[server] = now
+            if kind in _USER_EVENTS:
+                self._apply_user_event(event)
+
+    def _apply_user_event(self, event: Event) -> None:
+        conn_field, _, tail = event.rest.partition(b" ")
+        server, conn = event.sender[0], int(conn_field)
+        if event.kind == b"U":
             self._apply_introduction(server, conn, json.loads(tail))
             return
         client = self._member(server, conn)
         if client is None:
             return
-        if kind == b"L":
+        if event.kind == b"L":
             self._apply_line(client, tail)
-        elif kind == b"Q":
+        elif event.kind == b"Q":
             self._remove(client, tail.decode(), b"", flush=True)
-        elif kind == b"O":
+        else:
             self._apply_oper(client)
 
     def _member(self, server: str, conn: ConnId) -> Client | None:
@@ -506,7 +499,7 @@ class Federation(Network):
     def _split_server(self, name: str) -> None:
         """Every user of server ``name`` quits with ``*.net *.split``; their nicks are free."""
         for client in [c for c in self._clients.values() if c.origin == name]:
-            self._remove(client, SPLIT_REASON, b"", flush=True)
+            self._remove(client, SPLIT_REASON, b"", flush=True, remember=False)
 
     def _apply_burst(
         self, server: str, incarnation: str, burst: dict[str, Any], now: Seconds
@@ -573,7 +566,7 @@ class Federation(Network):
     def _merge_channel(
         self, fields: dict[str, Any], joined: dict[tuple[str, ConnId], Client], server: str
     ) -> None:
-        folded = ascii_lower(fields["name"])
+        """One channel of a BURST: its members join; of two channels the older one's modes win."""
         newcomers = [
             (joined[(server, conn)], status)
             for conn, status in fields["members"]
@@ -581,56 +574,58 @@ class Federation(Network):
         ]
         if not newcomers:
             return
+        folded = ascii_lower(fields["name"])
         channel = self._channels.get(folded)
         created = float(fields["created"])
+        before: list[Client] = []
+        # TS6: the older channel keeps its modes and its members their status;
+        # the newer side loses them. Of the same age, both keep theirs.
+        keep_status = True
         if channel is None:
             channel = Channel(fields["name"], created_at=created)
             self._channels[folded] = channel
             _adopt_modes(channel, fields)
-            keep_status = True
         else:
-            # The older channel keeps its modes; the newer side's members lose
-            # their status (TS6). Of the same age, both keep theirs.
+            before = list(channel.members.values())
             keep_status = created <= channel.created_at
             if created < channel.created_at:
-                for conn in list(channel.ops | channel.voiced):
-                    member = channel.members[conn]
-                    for letter in "ov":
-                        self._send_to_all(
-                            channel.members.values(),
-                            self._line(
-                                self.server_name,
-                                "MODE",
-                                [channel.name, f"-{letter}", str(member.nick)],
-                                None,
-                            ),
-                        )
-                channel.ops.clear()
-                channel.voiced.clear()
+                self._strip_status(channel)
                 channel.created_at = created
                 _adopt_modes(channel, fields)
-        before = list(channel.members.values())
+                self._announce_modes(before, channel)
         for user, status in newcomers:
-            channel.members[user.conn] = user
-            user.channels[folded] = channel
-            if keep_status:
-                if "o" in status:
-                    channel.ops.add(user.conn)
-                if "v" in status:
-                    channel.voiced.add(user.conn)
+            _add_member(channel, user, status if keep_status else "")
         for member in channel.members.values():
             channel.recheck_ban(member)
         # Each side learns the other's members, as if they had just joined.
-        for user, status in newcomers:
+        for user, _ in newcomers:
             self._send_to_all(before, self._line(user.prefix, "JOIN", [channel.name], None))
             self._announce_status(before, channel, user)
-        for user, _ in newcomers:
-            if user.origin is None:
-                for member in before:
-                    self._send(user, self._line(member.prefix, "JOIN", [channel.name], None))
-                    self._announce_status([user], channel, member)
-                if channel.topic:
-                    send_topic(self, user, channel)
+        arrived = [user for user, _ in newcomers if user.origin is None]
+        for member in before:
+            self._send_to_all(arrived, self._line(member.prefix, "JOIN", [channel.name], None))
+            self._announce_status(arrived, channel, member)
+        if before and not keep_status:
+            self._announce_modes(arrived, channel)
+        if channel.topic:
+            for user in arrived:
+                send_topic(self, user, channel)
+
+    def _strip_status(self, channel: Channel) -> None:
+        for conn in list(channel.ops | channel.voiced):
+            member = channel.members[conn]
+            letters = ("o" if conn in channel.ops else "") + ("v" if conn in channel.voiced else "")
+            params = [channel.name, f"-{letters}", *[str(member.nick)] * len(letters)]
+            line = self._line(self.server_name, "MODE", params, None)
+            self._send_to_all(channel.members.values(), line)
+        channel.ops.clear()
+        channel.voiced.clear()
+
+    def _announce_modes(self, recipients: list[Client], channel: Channel) -> None:
+        """The channel's modes, as they now are, for members who knew others."""
+        letters, args = channel.mode_string(show_key=True)
+        line = self._line(self.server_name, "MODE", [channel.name, letters, *args], None)
+        self._send_to_all(recipients, line)
 
     def _announce_status(self, recipients: list[Client], channel: Channel, member: Client) -> None:
         letters = ("o" if member.conn in channel.ops else "") + (
@@ -706,12 +701,7 @@ class Federation(Network):
             folded = ascii_lower(channel.name)
             self._channels[folded] = channel
             for user, status in members:
-                channel.members[user.conn] = user
-                user.channels[folded] = channel
-                if "o" in status:
-                    channel.ops.add(user.conn)
-                if "v" in status:
-                    channel.voiced.add(user.conn)
+                _add_member(channel, user, status)
             for member in channel.members.values():
                 channel.recheck_ban(member)
         self.whowas.clear()
@@ -755,6 +745,28 @@ class Federation(Network):
                     self._ask_split(name, self._servers[name], reason, now)
 
 
+# The events about one user: a line it sent, its introduction, its leaving, its OPER.
+_USER_EVENTS = frozenset({b"L", b"U", b"Q", b"O"})
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event from the bus: ``KIND SERVER INCARNATION WALLTIME REST``."""
+
+    kind: bytes
+    sender: tuple[str, str]
+    wall_time: UnixTime
+    rest: bytes
+    payload: bytes
+
+    @classmethod
+    def parse(cls, payload: bytes) -> Event:
+        """Raises ValueError if ``payload`` is not an event."""
+        kind, server, incarnation, wall_time, *rest = payload.split(b" ", 4)
+        sender = (server.decode(), incarnation.decode())
+        return cls(kind, sender, float(wall_time), rest[0] if rest else b"", payload)
+
+
 # Users of other servers send this server no bytes; they share one framer that never runs.
 _NO_FRAMER = LineFramer(64)
 
@@ -795,6 +807,16 @@ def _channel_fields(server: str, channel: Channel, only_local: bool) -> dict[str
         "topic": [channel.topic, channel.topic_by, channel.topic_at],
         "members": members,
     }
+
+
+def _add_member(channel: Channel, user: Client, status: str) -> None:
+    """``user`` is on ``channel``, with the status letters (``o``, ``v``) in ``status``."""
+    channel.members[user.conn] = user
+    user.channels[ascii_lower(channel.name)] = channel
+    if "o" in status:
+        channel.ops.add(user.conn)
+    if "v" in status:
+        channel.voiced.add(user.conn)
 
 
 def _adopt_modes(channel: Channel, fields: dict[str, Any]) -> None:

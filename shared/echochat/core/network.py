@@ -219,21 +219,28 @@ class Network:
         """What a network remembers of a client beyond these tables (see Federation)."""
 
     def _opered(self, client: Client) -> bool:
-        """Whether ``client``'s OPER, matched here, must first cross the network (see Federation)."""
+        """Whether ``client``'s matching OPER must first cross the network (see Federation)."""
         return False
 
     def _introduce(self, client: Client) -> bool:
         """Whether ``client``'s registration must first cross the network (see Federation)."""
         return False
 
-    def _remove(self, client: Client, reason: str, farewell: bytes, flush: bool) -> None:
-        """Forget ``client``, tell everyone sharing a channel with it once, then close it."""
+    def _remove(
+        self, client: Client, reason: str, farewell: bytes, flush: bool, remember: bool = True
+    ) -> None:
+        """Forget ``client``, tell everyone sharing a channel with it once, then close it.
+
+        ``remember``: WHOWAS keeps its nick (not for users split off a network,
+        whom each server forgets at a moment of its own).
+        """
         peers: dict[ConnId, Client] = {}
         for channel in list(client.channels.values()):
             self._leave(client, channel)
             peers.update(channel.members)
         if client.nick is not None:
-            self._remember_nick(client)
+            if remember:
+                self._remember_nick(client)
             self._release_nick(client)
         del self._clients[client.conn]
         if client.origin is None:

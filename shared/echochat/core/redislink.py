@@ -232,19 +232,23 @@ class RedisLink:
         waiting_for, _ = self._awaiting.popleft()
         if isinstance(reply, hiredis.ReplyError):
             return LinkFailed(f"Redis refused a command: {reply}")
-        if waiting_for == "lease":
-            if reply == 0:
-                return NameTaken()
-            if reply != 1:
-                return LinkFailed(f"unexpected reply to the lease: {_show(reply)}")
-            self._leased = True
-            self._refresh_at = now + LEASE_REFRESH
-            return self._maybe_up()
-        if waiting_for == "refresh" and reply != 1:
-            return LinkFailed(f"this server's lease on its name {self.server_name!r} was lost")
-        if not isinstance(reply, int):
-            return LinkFailed(f"unexpected reply to {waiting_for}: {_show(reply)}")
-        return None
+        if waiting_for == "publish":
+            # How many servers got it; the bus itself tells us which did.
+            return None if isinstance(reply, int) else LinkFailed(f"PUBLISH: {_show(reply)}")
+        return self._on_lease_reply(reply, now, refreshing=waiting_for == "refresh")
+
+    def _on_lease_reply(self, reply: object, now: Seconds, refreshing: bool) -> LinkEvent | None:
+        if reply == 1:
+            if not refreshing:
+                self._leased = True
+                self._refresh_at = now + LEASE_REFRESH
+                return self._maybe_up()
+            return None
+        if reply == 0:
+            if refreshing:
+                return LinkFailed(f"this server's lease on its name {self.server_name!r} was lost")
+            return NameTaken()
+        return LinkFailed(f"unexpected reply to the lease: {_show(reply)}")
 
     def _maybe_up(self) -> LinkEvent | None:
         if self._leased and self._subscribed and not self.up:
