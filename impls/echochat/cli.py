@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from echochat.core import LinkRefusedError, Limits, __version__
+from echochat.core import Limits, LinkRefusedError, __version__
 from echochat.core.limits import (
     DEFAULT_FLOOD_BURST,
     DEFAULT_FLOOD_RATE,

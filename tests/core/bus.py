@@ -139,12 +139,17 @@ class Bus:
         raise AssertionError("the bus never went quiet")
 
     def advance(self, seconds: float) -> None:
-        """Let time pass on every server: client timers and the links' timers fire."""
-        for server in self.servers.values():
-            end = server.now + seconds
-            while (due := server.core.link_deadline()) is not None and due <= end:
-                server.now = max(server.now, due)
-                server.apply(server.core.link_handle_timer(server.now))
-                self.run()
-            server.advance(end - server.now)
-        self.run()
+        """Let time pass on every server at once: client timers and the links' timers fire,
+        each at its moment, and the bus carries what they send as they do."""
+        servers = list(self.servers.values())
+        end = max(server.now for server in servers) + seconds
+        while True:
+            due = [d for s in servers if (d := s.core.link_deadline()) is not None and d <= end]
+            moment = min(due, default=end)
+            for server in servers:
+                server.advance(max(moment - server.now, 0.0))
+                if (deadline := server.core.link_deadline()) is not None and deadline <= moment:
+                    server.apply(server.core.link_handle_timer(server.now))
+            self.run()
+            if not due:
+                return

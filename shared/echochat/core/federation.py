@@ -42,7 +42,7 @@ from enum import Enum
 from typing import Any
 
 from echochat.core.commands.channels import send_topic
-from echochat.core.commands.registration import complete_registration, rename
+from echochat.core.commands.registration import complete_registration, rename, try_register
 from echochat.core.effects import Close, CloseLink, ConnId, LinkEffect, LinkSend
 from echochat.core.framing import LineFramer
 from echochat.core.limits import Limits
@@ -191,12 +191,22 @@ class Federation(Network):
                 self._split_server(name)
         self._servers.clear()
         self._heard.clear()
+        self._settle_own_users()
         if was is Phase.JOINED:
             self._tell_users(
                 f"Lost the link to the network ({reason}). Only users of this server "
                 "can be reached until it is back; lines sent just now may not have "
                 "reached the others. Reconnecting."
             )
+
+    def _settle_own_users(self) -> None:
+        """Alone now: what this server's users waited for from Redis will not come."""
+        for client in list(self._clients.values()):
+            if client.gone:
+                super()._remove(client, client.leaving or "Connection closed", b"", flush=True)
+            elif client.introducing:
+                client.introducing = False
+                try_register(self, client)
 
     def _tell_users(self, text: str) -> None:
         for client in list(self._clients.values()):
@@ -268,11 +278,13 @@ class Federation(Network):
     def _disconnect(self, client: Client, reason: str, farewell: bytes, flush: bool) -> None:
         """This server closed ``client``'s connection; on a network its QUIT crosses it first."""
         if not (self.joined and client.registered and client.origin is None):
+            # (An introduction in flight keeps it, closed, until it is back: _remove.)
             self._remove(client, reason, farewell, flush)
             return
         if client.gone:
             return
         client.gone = client.silent = True
+        client.leaving = reason
         self._effects.append(Close(client.conn, farewell, flush, reason))
         self._publish_for(client, b"Q", reason.encode(), self.now)
 
@@ -408,35 +420,50 @@ class Federation(Network):
         nick = fields["nick"]
         owner = self._nicks.get(ascii_lower(nick))
         taken = owner is not None and owner.registered
-        if server == self.server_name:
-            client = self._clients.get(conn)
-            if client is None or not client.introducing:
-                if not taken and client is None:
-                    # Gone before it was introduced: the others must forget it too.
-                    self._publish(b"Q", [str(conn).encode(), b"Connection closed"], self.now)
-                if not taken:
-                    self._add_remote_placeholder(server, conn, fields)
-                return
-            client.introducing = False
-            if taken:
-                self._release_nick(client)
-                self._numeric(client, "433", [nick], "Nickname is already in use")
-                client.nick = None
-                return
-            self._nicks[ascii_lower(nick)] = client
-            client.nick = nick
-            complete_registration(self, client)
+        if server != self.server_name:
+            if not taken:
+                user = self._new_remote(server, conn, fields)
+                user.signon_at = user.nick_at = self.wall_time
+                self._register_remote(user)
             return
-        if not taken:
-            self._add_remote_placeholder(server, conn, fields)
+        client = self._clients.get(conn)
+        if client is None or not client.introducing:
+            return  # Closed while unregistered: introduced nowhere, and no Q follows.
+        client.introducing = False
+        if taken:
+            self._release_nick(client)
+            client.nick = None
+            if client.gone:
+                super()._remove(client, "Connection closed", b"", flush=True)
+            else:
+                self._numeric(client, "433", [nick], "Nickname is already in use")
+            return
+        # It registers under the nick every server saw in its introduction;
+        # a NICK it sent meanwhile (unregistered, so only here) follows as
+        # a nick change, which crosses the network like any other.
+        later = client.nick if client.nick != nick else None
+        self._release_nick(client)
+        self._nicks[ascii_lower(nick)] = client
+        client.nick = nick
+        complete_registration(self, client)
+        if client.gone:
+            # It left while its introduction crossed: every server added it, so
+            # every server must now see it go.
+            self._publish_for(client, b"Q", client.leaving.encode(), self.now)
+        elif later is not None:
+            self._publish_for(client, b"L", f"NICK {later}".encode(), self.now)
 
-    def _add_remote_placeholder(self, server: str, conn: ConnId, fields: dict[str, str]) -> None:
-        """A user of ``server`` (this one, if its connection closed meanwhile) registered."""
-        if server == self.server_name:
-            return  # Its Q follows and the others drop it; we never had it.
-        user = self._new_remote(server, conn, fields)
-        user.signon_at = user.nick_at = self.wall_time
-        self._register_remote(user)
+    def _remove(
+        self, client: Client, reason: str, farewell: bytes, flush: bool, remember: bool = True
+    ) -> None:
+        if client.introducing and not client.gone:
+            # Its introduction is on the bus, and every server will add it:
+            # it is closed now and forgotten when its QUIT comes back.
+            client.gone = client.silent = True
+            client.leaving = reason
+            self._effects.append(Close(client.conn, farewell, flush, reason))
+            return
+        super()._remove(client, reason, farewell, flush, remember)
 
     def _new_remote(self, server: str, conn: ConnId, fields: dict[str, Any]) -> Client:
         local_conn = self._next_conn

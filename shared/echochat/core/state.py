@@ -133,8 +133,10 @@ class Client:
     # Nothing more is queued for it: it overflowed, or its connection is closed
     # while its QUIT crosses the network, or it is connected to another server.
     silent: bool = False
-    # On a network (--redis): its connection closed, its QUIT not yet back from Redis.
+    # On a network (--redis): its connection closed, its QUIT not yet back from
+    # Redis; why it left, for that QUIT.
     gone: bool = False
+    leaving: str = ""
     # On a network: registered here, waiting for its introduction to come back
     # from Redis, where the first claim to a nick wins.
     introducing: bool = False
