@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from echochat.core import LinkRefusedError, LinkRole
-from echochat.core.federation import SILENCE, SPLIT_REASON, SYNC_WAIT, Phase
+from echochat.core.federation import SPLIT_REASON, SYNC_WAIT, Phase
+from echochat.core.limits import DEFAULT_SPLIT_AFTER as SILENCE
 from echochat.core.redislink import RETRY_FIRST, RETRY_MAX, parse_redis_url
 
 NICKS = ("alice", "bob", "carol")

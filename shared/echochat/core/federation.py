@@ -22,7 +22,7 @@ channel, the bus:
   it. The joining server then introduces its own users and their channels
   (``BURST``), which every server merges the same way: the older nick keeps
   it and the older channel keeps its modes (TS6's rules).
-* Servers publish a heartbeat (``H``); a server silent for ``SILENCE`` seconds
+* Servers publish a heartbeat (``H``); a server silent for ``split_after`` seconds
   is split off (``SPLIT``): its users quit with ``*.net *.split``. A server
   that loses Redis splits the others off locally, serves its own users
   alone, tells them, and joins again when the link returns.
@@ -45,7 +45,7 @@ from echochat.core.commands.channels import send_topic
 from echochat.core.commands.registration import complete_registration, rename, try_register
 from echochat.core.effects import Close, CloseLink, ConnId, LinkEffect, LinkSend
 from echochat.core.framing import LineFramer
-from echochat.core.limits import Limits
+from echochat.core.limits import HEARTBEAT, Limits
 from echochat.core.message import Message, ascii_lower, parse
 from echochat.core.network import Network
 from echochat.core.redislink import (
@@ -60,10 +60,6 @@ from echochat.core.redislink import (
 from echochat.core.state import Ban, Channel, Client, PastNick, Seconds, UnixTime, compile_mask
 from echochat.core.version import __version__
 
-# Every server publishes a heartbeat this often; one not heard from for SILENCE
-# seconds is split off (the contract: noticed within 15 seconds).
-HEARTBEAT = 3.0
-SILENCE = 10.0
 # How long a joining server waits for a snapshot before it takes the network to be empty.
 SYNC_WAIT = 2.0
 SPLIT_REASON = "*.net *.split"
@@ -747,7 +743,9 @@ class Federation(Network):
         if self.joined:
             deadlines.append(self._next_heartbeat)
             deadlines.extend(
-                heard + SILENCE for name, heard in self._heard.items() if name != self.server_name
+                heard + self.limits.split_after
+                for name, heard in self._heard.items()
+                if name != self.server_name
             )
         return min(deadlines, default=None)
 
@@ -767,8 +765,9 @@ class Federation(Network):
                 self._next_heartbeat = now + HEARTBEAT
                 self._publish(b"H", [], now)
             for name, heard in list(self._heard.items()):
-                if name != self.server_name and now >= heard + SILENCE:
-                    reason = f"no word from {name} for {SILENCE:g} s"
+                silence = self.limits.split_after
+                if name != self.server_name and now >= heard + silence:
+                    reason = f"no word from {name} for {silence:g} s"
                     self._ask_split(name, self._servers[name], reason, now)
 
 
