@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from echochat.core import LinkRefusedError, LinkRole
 from echochat.core.federation import SPLIT_REASON, SYNC_WAIT, Phase
 from echochat.core.limits import DEFAULT_SPLIT_AFTER as SILENCE
+from echochat.core.passwords import PasswordHash, hash_password
 from echochat.core.redislink import RETRY_FIRST, RETRY_MAX, parse_redis_url
 
 NICKS = ("alice", "bob", "carol")
@@ -171,6 +172,40 @@ def test_invite_and_secret_channels_across_servers() -> None:
     assert [p.command for p in b.take_parsed(bob)] == ["INVITE"]
     b.send(bob, "JOIN #s")
     assert "366" in numerics(b, bob)
+
+
+def test_an_operator_of_one_server_acts_on_users_of_every_server() -> None:
+    bus = Bus()
+    oper_hash = PasswordHash.parse(hash_password("sesame", b"0123456789abcdef"))
+    a = bus.add("a.test", opers=(("admin", oper_hash),))
+    b = bus.add("b.test")
+    bus.link(a)
+    bus.advance(SYNC_WAIT + 0.1)
+    bus.link(b)
+    alice, bob, carol = a.register("alice"), b.register("bob"), b.register("carol")
+    b.send(carol, "MODE carol +w")
+    b.take(carol)
+    b.send(bob, "OPER admin sesame")
+    assert numerics(b, bob) == ["491"]  # b has no operators: its own configuration decides.
+    a.send(alice, "OPER admin sesame")
+    assert numerics(a, alice) == ["381"]
+    b.send(carol, "WHOIS alice")
+    assert "313" in numerics(b, carol)
+    a.send(alice, "WALLOPS :maintenance", "KILL bob :spam")
+    assert said(b, carol, "WALLOPS") == ["maintenance"]
+    assert bob in b.closed
+    b.send(carol, "ISON bob")
+    assert [p.trailing for p in b.take_parsed(carol) if p.command == "303"] == [""]
+
+
+def test_a_users_answers_come_in_the_order_of_its_commands() -> None:
+    _, (a, b) = network("a.test", "b.test")
+    alice = a.register("alice")
+    b.register("bob")
+    a.send(alice, "JOIN #x", "PING token", "WHOIS bob", "TIME")
+    commands = [p.command for p in a.take_parsed(alice)]
+    assert commands.index("366") < commands.index("PONG") < commands.index("318")
+    assert commands.index("318") < commands.index("391")
 
 
 def test_a_server_that_goes_silent_is_split_within_15_seconds() -> None:

@@ -64,14 +64,18 @@ from echochat.core.version import __version__
 SYNC_WAIT = 2.0
 SPLIT_REASON = "*.net *.split"
 
-# Commands that change nothing any other server keeps: their answer is only
-# for whoever sent them, so the other servers skip them when Redis delivers them.
-QUERIES = frozenset({"WHO", "WHOIS", "WHOWAS", "NAMES", "LIST", "ISON", "USERHOST"})
-# Commands answered at once by the server the user is on, never published:
-# they read this server's own configuration or connection state.
-LOCAL_COMMANDS = frozenset(
-    {"PING", "PONG", "CAP", "PASS", "USER", "MOTD", "VERSION", "TIME", "INFO", "LUSERS", "OPER"}
+# Commands run only by the server of the user who sent them, when Redis
+# delivers them: they change nothing the other servers keep, and their answer
+# is for the sender alone, or they read this server's own configuration (OPER's
+# hashes, the MOTD). They still cross the bus, so that a user's answers come
+# in the order of its commands (a PING after a JOIN is answered after it).
+ORIGIN_ONLY = frozenset(
+    {"WHO", "WHOIS", "WHOWAS", "NAMES", "LIST", "ISON", "USERHOST", "PING"}
+    | {"MOTD", "VERSION", "TIME", "INFO", "LUSERS", "OPER"}
 )
+# Commands run at once by the user's server and never published: a PONG only
+# counts as activity, and the rest only refuse (462) once a user is registered.
+LOCAL_COMMANDS = frozenset({"PONG", "CAP", "PASS", "USER"})
 
 
 class LinkRefusedError(Exception):
@@ -398,7 +402,7 @@ class Federation(Network):
 
     def _apply_line(self, client: Client, raw: bytes) -> None:
         message = parse(raw.decode("utf-8"))
-        if message is None or (client.origin is not None and message.command in QUERIES):
+        if message is None or (client.origin is not None and message.command in ORIGIN_ONLY):
             return
         self._dispatch(client, message)
 
