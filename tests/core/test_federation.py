@@ -247,7 +247,7 @@ def test_a_server_that_loses_redis_serves_its_own_users_tells_them_and_rejoins()
     usurper = a.register("bob")
     bus.link(b)
     assert b.core.phase is Phase.JOINED
-    assert any("Joined the network again" in str(p.trailing) for p in b.take_parsed(bob))
+    assert any("Linked to the network" in str(p.trailing) for p in b.take_parsed(bob))
     renamed = [p for p in a.take_parsed(usurper) if p.command == "NICK"]
     assert renamed
     assert renamed[0].params[0].startswith("Guest")
@@ -275,6 +275,21 @@ def test_a_second_server_with_a_live_name_is_refused_at_start() -> None:
     twin = bus.add("a.test", key="twin")
     with pytest.raises(LinkRefusedError, match="in use by another live server"):
         bus.link(twin)
+
+
+def test_users_of_a_server_not_yet_linked_are_told() -> None:
+    bus = Bus()
+    a = bus.add("a.test")
+    conn = a.connect()
+    a.send(conn, "NICK alice", "USER a 0 * :A")
+    notices = [p.trailing for p in a.take_parsed(conn) if p.command == "NOTICE"]
+    assert notices == [
+        "*** This server is not linked to its network yet (Redis cannot be reached): "
+        "only users of this server can be reached until it is."
+    ]
+    bus.link(a)
+    bus.advance(SYNC_WAIT + 0.1)
+    assert any("Linked to the network" in str(p.trailing) for p in a.take_parsed(conn))
 
 
 def test_backoff_grows_with_jitter_and_resets_once_linked() -> None:

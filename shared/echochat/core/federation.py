@@ -243,7 +243,9 @@ class Federation(Network):
 
     def _tell_users_if_rejoined(self) -> None:
         if any(c.registered and c.origin is None for c in self._clients.values()):
-            self._tell_users("Joined the network again: users of the other servers are back.")
+            self._tell_users(
+                "Linked to the network: users of the other servers can be reached again."
+            )
 
     # -- Sending events ----------------------------------------------------------------------
 
@@ -271,6 +273,16 @@ class Federation(Network):
         fields["realname"] = client.realname
         self._publish_for(client, b"U", json.dumps(fields).encode(), self.now)
         return True
+
+    def _welcomed(self, client: Client) -> None:
+        if self.link is not None and not self.joined:
+            self._server_reply(
+                client,
+                "NOTICE",
+                [client.name],
+                "*** This server is not linked to its network yet (Redis cannot be reached): "
+                "only users of this server can be reached until it is.",
+            )
 
     def _goes_through_bus(self, client: Client, command: str) -> bool:
         return self.joined and client.registered and command not in LOCAL_COMMANDS
