@@ -61,7 +61,7 @@ from echochat.core.state import Ban, Channel, Client, PastNick, Seconds, UnixTim
 from echochat.core.version import __version__
 
 # How long a joining server waits for a snapshot before it takes the network to be empty.
-SYNC_WAIT = 2.0
+SYNC_WAIT = 1.0
 SPLIT_REASON = "*.net *.split"
 
 # Commands run only by the server of the user who sent them, when Redis
