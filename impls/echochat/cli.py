@@ -315,7 +315,7 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
             "implementation and load (medians, this/base per round with its lowest and "
             "highest, server CPU per message, and a verdict: within 10 %, slower by X %, "
             "faster by X %, or within noise when the rounds disagree) and writes "
-            "build/versions/versions.json. With the defaults it takes about 7 minutes."
+            "build/versions/versions.json. With the defaults it takes about 5 minutes."
         ),
         formatter_class=_DefaultsFormatter,
     )

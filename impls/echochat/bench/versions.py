@@ -503,8 +503,17 @@ def summarise(
 
 def table(document: dict[str, Any]) -> str:
     """The rows for people: medians, the spread of per-round ratios, CPU, the verdict."""
-    header = ["impl", "load", "base /s", "this /s", "this/base (min-max)", "CPU µs base", "this",
-              "this/base", "verdict"]  # fmt: skip
+    header = [
+        "impl",
+        "load",
+        "base /s",
+        "this /s",
+        "this/base (min-max)",
+        "base CPU µs",
+        "this CPU µs",
+        "CPU this/base",
+        "verdict",
+    ]  # fmt: skip
     cells = [header]
     for row in document["rows"]:
         ratios, cpu_ratios = row["ratios"], row["cpu_ratios"]
