@@ -63,6 +63,9 @@ def test_bad_options_are_refused_with_a_clear_message() -> None:
         (["bench", "echo", "--impl", "trio", "--loop", "uvloop"], "needs an implementation on"),
         (["bench", "echo", "--duration", "-1"], "--duration: must be a number of seconds above 0"),
         (["bench", "echo", "--size", "0"], "--size: must be at least 1, not 0"),
+        (["bench", "versions"], "--against goes with 'bench versions', which needs it"),
+        (["bench", "echo", "--against", "main"], "--against goes with 'bench versions'"),
+        (["bench", "versions", "--impls", "asyncio,gevent"], "--impls: must name implementations"),
         # More than any hard limit on open files allows.
         (["bench", "idle", "--clients", str(10**9)], "raise the limit (ulimit -n)"),
         (["experiment", "nonsense"], "invalid choice: 'nonsense'"),
@@ -103,6 +106,14 @@ def test_experiment_help_names_every_experiment() -> None:
     for name in [*EXPERIMENTS, "all"]:
         assert name in result.stdout, name
     assert "redis-subscriber" in EXPERIMENTS
+
+
+def test_bench_help_explains_the_versions_comparison() -> None:
+    bench = " ".join(echochat("bench", "--help").stdout.split())
+    for text in ["versions --against PATH_OR_REF", "within noise", "slower by X %",
+                 "build/checkouts/COMMIT", "--against-python", "--serve-option",
+                 "(default: asyncio,trio,", "versions: each echo window"]:  # fmt: skip
+        assert text in bench, text
 
 
 def test_trying_an_experiment_or_the_matrix_leaves_the_docs_figures_alone() -> None:
