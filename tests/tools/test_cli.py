@@ -81,6 +81,13 @@ def test_bad_options_are_refused_with_a_clear_message() -> None:
             "cost N must be a power of 2 up to",
         ),
         (["serve", "--motd", "/nonexistent/motd.txt"], "No such file or directory"),
+        (
+            ["serve", "--redis", "http://127.0.0.1:6379"],
+            "expected redis://HOST:PORT or unix:///PATH",
+        ),
+        (["serve", "--redis", "redis://h:99999"], "the port must be a number from 1 to 65535"),
+        (["serve", "--redis", "unix://relative"], "unix:///absolute/path"),
+        (["serve", "--split-after", "1"], "--split-after: at least 3 s (three heartbeats)"),
     ]:
         result = echochat(*args)
         assert result.returncode == 2, args
