@@ -35,6 +35,13 @@ def partner(impl: str) -> str:
     return "trio" if not impl.startswith("trio") else "asyncio"
 
 
+@pytest.fixture(scope="module")
+def third(impl: str, partner: str) -> str:
+    """A third implementation, different from both, for tests with three servers."""
+    base = impl.split("+", maxsplit=1)[0]
+    return next(name for name in ("anyio-trio", "anyio-asyncio") if name not in (base, partner))
+
+
 @pytest.fixture
 def network_server(impl: str, redis: PrivateRedis) -> Iterator[Callable[..., ServerProcess]]:
     """Start chat servers on the test's Redis: ``network_server(name, impl=None, *options)``."""
@@ -114,8 +121,8 @@ def test_a_channel_private_messages_nicks_and_queries_span_two_implementations(
 
 
 def test_a_killed_server_is_split_and_a_restarted_redis_is_rejoined(
-    impl: str,
     partner: str,
+    third: str,
     redis: PrivateRedis,
     network_server: Callable[..., ServerProcess],
     open_client: Callable[..., IrcClient],
@@ -144,7 +151,7 @@ def test_a_killed_server_is_split_and_a_restarted_redis_is_rejoined(
     again.expect(rf":{alice.nick}!\S+ PRIVMSG {bob_nick} :still here\?")
     redis.start()
     alice.expect(r":a\.test NOTICE \S+ :\*\*\* Linked to the network.*")
-    c = network_server("c.test", partner)
+    c = network_server("c.test", third)
     carol = joined_client(c, open_client, unique_nick("carol"))
     carol.send(f"PRIVMSG {alice.nick} :welcome back")
     alice.expect(rf":{carol.nick}!\S+ PRIVMSG {alice.nick} :welcome back")
