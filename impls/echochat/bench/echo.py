@@ -89,6 +89,8 @@ class EchoResult:
     # CPU the hypervisor gave to other guests while this one wanted it, in
     # cores (Linux "steal"): on a shared virtual machine, the larger noise.
     steal_cores: float
+    # The TLS version and cipher the client spoke, "" on plain TCP.
+    tls: str = ""
 
 
 class _Connection:
@@ -116,6 +118,8 @@ def run_echo(
     """Measure one server (started and warmed up by the caller) for ``duration`` seconds."""
     if size < 1 or concurrency < 1 or duration <= 0:
         raise ValueError("size and concurrency must be positive, and so must duration")
+    if server.ca is not None:
+        raise EchoError(f"{server.label}: this client speaks plain TCP; TLS needs the C client")
     pattern = memoryview((bytes(range(PERIOD)) * (size // PERIOD + 2))[: size + PERIOD])
     selector = selectors.DefaultSelector()
     connections: list[_Connection] = []
