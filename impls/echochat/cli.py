@@ -312,13 +312,25 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     )
     bench.add_argument(
         "kind",
-        choices=["compare", "matrix", "echo", "chat", "idle", "echo-cpu", "storm", "layers"],
+        choices=[
+            "compare",
+            "matrix",
+            "echo",
+            "chat",
+            "idle",
+            "echo-cpu",
+            "storm",
+            "layers",
+            "tls",
+        ],
         help="compare: contract suite + quick matrix; matrix: every implementation and load; "
         "echo/chat/idle: one load against one implementation; echo-cpu: asyncio's echo beside "
         "its minimal server, warmed or cold, with glibc's default mmap threshold or a fixed one; "
         "storm: every implementation under a connect/close storm, with the PING round trips "
         "of clients already connected; layers: asyncio's socket API, Streams and Protocol "
-        "minimal servers on asyncio and uvloop, echo and an accept storm",
+        "minimal servers on asyncio and uvloop, echo and an accept storm; tls: echo over TLS "
+        "beside plain TCP, every implementation that serves TLS and its minimal server (the C "
+        "client with OpenSSL)",
     )
     bench.add_argument(
         "--impl",
@@ -335,7 +347,8 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     bench.add_argument(
         "--quick",
         action="store_true",
-        help="matrix: the short plan; storm: 1 s per server; layers: one round",
+        help="matrix: the short plan (no TLS rows); storm: 1 s per server; layers: one round; "
+        "tls: one round of 0.5 s",
     )
     bench.add_argument(
         "--size",
@@ -344,7 +357,7 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         help="echo: message bytes (default 1024); echo-cpu: the same (default 102400)",
     )
     bench.add_argument(
-        "--rounds", type=_positive, default=5, help="echo-cpu, layers: interleaved rounds"
+        "--rounds", type=_positive, default=5, help="echo-cpu, layers, tls: interleaved rounds"
     )
     bench.add_argument(
         "--strace",
@@ -379,7 +392,7 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         type=Path,
         default=None,
         help="where JSON, PNG and Markdown go (default: build/compare for compare, "
-        "build/bench for matrix, build for storm, build/layers for layers)",
+        "build/bench for matrix, build for storm, build/layers for layers, build/tls for tls)",
     )
     bench.add_argument(
         "--docs",
