@@ -198,14 +198,14 @@ def test_bench_tls_sets_each_implementation_over_tls_beside_itself_on_plain_tcp(
     assert not runs["trio"].tls
     assert runs["trio TLS"].tls.startswith("TLSv1.3")
     paths = tls.save(matrix, tmp_path)
-    document = json.loads((tmp_path / "tls.json").read_text())
+    document = json.loads((tmp_path / "bench-tls.json").read_text())
     assert len(document["tls"]) == 2
     assert len(document["echo_runs"]) == 8
-    summary = (tmp_path / "tls.md").read_text()
+    summary = (tmp_path / "bench-tls.md").read_text()
     assert "| implementation | size | plain msgs/s | TLS msgs/s | TLS/plain |" in summary
     assert "| trio TLS | 1 KiB |" in summary
     assert "TLS: TLSv1.3 " in summary
-    assert paths == [tmp_path / "tls.json", tmp_path / "tls.md"]
+    assert paths == [tmp_path / "bench-tls.json", tmp_path / "bench-tls.md"]
 
 
 def test_bench_tls_refuses_the_python_client() -> None:
