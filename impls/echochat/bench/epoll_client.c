@@ -106,7 +106,8 @@ static SSL_CTX *new_tls_context(const char *ca) {
      * from wherever the message now is: the plain loop's partial send(). */
     SSL_CTX_set_mode(context, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     /* A server that closes without close_notify reads as EOF, as on plain
-     * TCP; extra bytes or a broken record still fail the run. */
+     * TCP (the echoes were all checked by then); a record that does not
+     * decrypt, or a byte more than was echoed, still fails the run. */
     SSL_CTX_set_options(context, SSL_OP_IGNORE_UNEXPECTED_EOF);
     return context;
 }
