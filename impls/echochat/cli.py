@@ -359,6 +359,7 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
             "storm",
             "layers",
             "versions",
+            "tls",
         ],
         help="compare: contract suite + quick matrix; matrix: every implementation and load; "
         "echo/chat/idle: one load against one implementation; echo-cpu: asyncio's echo beside "
@@ -366,7 +367,9 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "storm: every implementation under a connect/close storm, with the PING round trips "
         "of clients already connected; layers: asyncio's socket API, Streams and Protocol "
         "minimal servers on asyncio and uvloop, echo and an accept storm; versions: this "
-        "checkout against --against, echo and fan-out on both, interleaved",
+        "checkout against --against, echo and fan-out on both, interleaved; tls: echo over "
+        "TLS beside plain TCP, every implementation that serves TLS and its minimal server "
+        "(the C client with OpenSSL)",
     )
     bench.add_argument(
         "--impl",
@@ -383,7 +386,8 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     bench.add_argument(
         "--quick",
         action="store_true",
-        help="matrix: the short plan; storm: 1 s per server; layers: one round",
+        help="matrix: the short plan (no TLS rows); storm: 1 s per server; layers: one round; "
+        "tls: one round of 0.5 s",
     )
     bench.add_argument(
         "--size",
@@ -395,7 +399,7 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "--rounds",
         type=_positive,
         default=5,
-        help="echo-cpu, layers, versions: interleaved rounds, each with fresh servers",
+        help="echo-cpu, layers, versions, tls: interleaved rounds, each with fresh servers",
     )
     bench.add_argument(
         "--strace",
@@ -437,7 +441,7 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         default=None,
         help="where JSON, PNG and Markdown go (default: build/compare for compare, "
         "build/bench for matrix, build for storm, build/layers for layers, build/versions "
-        "for versions)",
+        "for versions, build/tls for tls)",
     )
     bench.add_argument(
         "--against",

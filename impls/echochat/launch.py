@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -66,10 +67,21 @@ def throwaway_certificate(directory: Path, name: str = "server") -> tuple[Path, 
 
 
 class ServerUnderTest:
-    """A server in a subprocess on 127.0.0.1 that prints ``listening on HOST:PORT`` first."""
+    """A server in a subprocess on 127.0.0.1 that prints ``listening on HOST:PORT`` first.
 
-    def __init__(self, label: str, command: list[str], env: dict[str, str] | None = None) -> None:
+    ``ca``: the server speaks TLS on ``port`` with a certificate that this file
+    (a certificate or its CA) checks; None for plain TCP.
+    """
+
+    def __init__(
+        self,
+        label: str,
+        command: list[str],
+        env: dict[str, str] | None = None,
+        ca: Path | None = None,
+    ) -> None:
         self.label = label
+        self.ca = ca
         # Logs go to a file: a pipe nobody reads could block the server.
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115  (closed by stop())
         self.process = subprocess.Popen(
@@ -123,9 +135,21 @@ class ServerUnderTest:
         per read until a connection's EOF lets glibc raise its mmap
         threshold, making it up to 1.7x slower at first (docs/performance.md).
         """
-        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+        with self.connect(timeout=10) as sock:
             sock.sendall(b"PING :warm-up\r\n")
             sock.recv(65536)
+
+    def connect(self, timeout: float) -> socket.socket:
+        """A client connection to ``port``, over TLS (checking the certificate) if it speaks TLS."""
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        if self.ca is None:
+            return sock
+        client = ssl.create_default_context(cafile=str(self.ca))
+        try:
+            return client.wrap_socket(sock, server_hostname="localhost")
+        except BaseException:
+            sock.close()
+            raise
 
     def finish(self, signum: int = signal.SIGTERM, timeout: float = 10.0) -> tuple[float, str, str]:
         """Signal the server and wait for it to exit; return the time taken, its stdout and stderr.

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from echochat.bench import layers, storm, versions
+from echochat.bench import layers, storm, tls, versions
 from echochat.bench.chat import run_chat
 from echochat.bench.contract import run_contract_suite
 from echochat.bench.echo import (
@@ -114,6 +114,15 @@ def run_versions(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_tls(args: argparse.Namespace) -> int:
+    rounds, seconds = tls.QUICK if args.quick else (args.rounds, tls.ECHO_SECONDS)
+    matrix = tls.run(rounds, seconds, args.client)
+    paths = tls.save(matrix, args.out or tls.DEFAULT_OUT)
+    print(tls.summary(matrix))
+    print("written: " + ", ".join(str(path) for path in paths))
+    return 0
+
+
 def run_echo(args: argparse.Namespace) -> int:
     starts = [
         lambda: start_echochat(args.impl, args.loop),
@@ -147,6 +156,7 @@ RUNNERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "storm": run_storm,
     "layers": run_layers,
     "versions": run_versions,
+    "tls": run_tls,
     "echo": run_echo,
     "chat": run_members,
     "idle": run_members,
