@@ -444,6 +444,25 @@ def describe(result: EchoResult) -> str:
     )
 
 
+# How long the load itself warms each server before it is measured.
+WARM_SECONDS = 0.2
+
+
+def warm_with_load(
+    server: ServerUnderTest, client: LoadGenerator, size: int, concurrency: int
+) -> None:
+    """Warm ``server`` the same way as every other: the load itself, briefly, then its EOFs.
+
+    A cold asyncio server reads into a 256 KiB buffer that costs an mmap per
+    read until a freed mapped buffer raises glibc's threshold, and only a read
+    of EOF frees one whole (docs/performance.md, the mmap trap). One small
+    exchange is not enough: its buffer may come from a free block that the
+    server's start left in the heap, and freeing that raises nothing. Under the
+    load the reads are mapped, so the EOF that ends each connection raises it.
+    """
+    client(server, size, concurrency, WARM_SECONDS)
+
+
 def measure(
     starts: Sequence[Start],
     sizes: Sequence[int] = SIZES,
@@ -466,10 +485,7 @@ def measure(
     with contextlib.ExitStack() as stack:
         for start in starts:
             servers.append(stack.enter_context(start()))
-            # One connection that sends, reads and closes: a cold asyncio
-            # server is much slower until some EOF has freed a 256 KiB read
-            # buffer (docs/backpressure.md), so every server gets the same.
-            servers[-1].warm_up()
+            warm_with_load(servers[-1], client, max(sizes), concurrency)
         for n, size in enumerate(sizes):
             for server in servers if n % 2 == 0 else servers[::-1]:
                 result = client(server, size, concurrency, duration)

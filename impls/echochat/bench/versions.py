@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from echochat.bench.chat import run_chat
-from echochat.bench.echo import DEFAULT_CONCURRENCY, KiB, LoadGenerator
+from echochat.bench.echo import DEFAULT_CONCURRENCY, KiB, LoadGenerator, warm_with_load
 from echochat.bench.native import ClientChoice, load_generator
 from echochat.bench.progress import PhaseProgress
 from echochat.experiments.common import machine, progress
@@ -387,7 +387,7 @@ def _echo(
 ) -> list[dict[str, Any]]:
     runs = []
     with start(tree, impl, "echo") as server:
-        server.warm_up()
+        warm_with_load(server, generator, max(ECHO_SIZES), DEFAULT_CONCURRENCY)
         for size in ECHO_SIZES:
             result = generator(server, size, DEFAULT_CONCURRENCY, seconds)
             runs.append(
