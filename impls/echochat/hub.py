@@ -36,6 +36,11 @@ class Peer(Protocol):
         """Stop reading; send the queue (if ``flush``) and ``farewell``; then close."""
 
 
+# The reason an adapter gives link_closed() when its link's tasks stopped because
+# the hub closed the link: never shown, since the core said why when it closed it.
+LINK_CLOSED_HERE = "closed by this server"
+
+
 class LinkPeer(Protocol):
     """What an adapter's connection to Redis offers the hub (``--redis``)."""
 
@@ -63,6 +68,11 @@ class ChatHub:
         self.core = ChatCore(options.limits, created=created, epoch=epoch, network_seed=seed)
         # The two connections to Redis while the link is open (--redis).
         self.link_peers: dict[LinkRole, LinkPeer] = {}
+        # The core closed the link itself (CloseLink) and the log said why: the
+        # adapter's link_closed() that follows says nothing more.
+        self.link_cut = False
+        # Whether the log has said that this server is on the network (joined).
+        self.link_joined = False
         # The framework's monotonic clock, the one its deadlines are set on.
         self.clock = clock
         self.peers: dict[ConnId, Peer] = {}
@@ -150,15 +160,17 @@ class ChatHub:
         self._apply(self.core.link_handle_timer(self.clock()))
 
     def link_closed(self, reason: str) -> None:
-        """A connection to Redis failed or closed, or could not be opened."""
+        """A connection to Redis failed or closed, or could not be opened, or the link's
+        tasks ended after the core closed it."""
         if self.link_peers:
             log.warning(
                 "lost the link to Redis at %s (%s); serving this server's users alone",
                 self.options.redis,
                 reason,
             )
-        else:
+        elif not self.link_cut:
             log.warning("cannot reach Redis at %s (%s); will retry", self.options.redis, reason)
+        self.link_cut = False
         for peer in self.link_peers.values():
             peer.close(flush=False)
         self.link_peers = {}
@@ -180,6 +192,10 @@ class ChatHub:
                         link_peer.deliver(link_effect.data)
                 else:
                     self._close_link(link_effect)
+            if self.core.joined != self.link_joined:
+                self.link_joined = self.core.joined
+                if self.link_joined:
+                    log.info("joined the network at Redis %s", self.options.redis)
         if self.trace_sendq:
             self._trace_sendq({e.conn: None for e in effects if isinstance(e, Send)})
 
@@ -195,6 +211,7 @@ class ChatHub:
         for peer in self.link_peers.values():
             peer.close(effect.flush)
         self.link_peers = {}
+        self.link_cut = True
 
     def _trace_sendq(self, conns: Iterable[ConnId]) -> None:
         now = time.monotonic()
