@@ -42,3 +42,15 @@ def receive_exactly(sock: socket.socket, size: int) -> bytes:
         chunks.append(chunk)
         received += len(chunk)
     return b"".join(chunks)
+
+
+# About 1 MB in one send: long lines, or many short ones (more work per byte).
+BURSTS = [(2_600, 400), (20_000, 52)]
+# What the kernel may hold for each member (SO_SNDBUF; Linux doubles it). Left
+# to autotuning it holds about 3 MB for the member that never reads, more
+# than the burst, and that member could not overflow its SendQ
+# (options.set_send_buffer). Not 64 KiB: with 128 KiB in the kernel the fast
+# member's sends stalled for 10-20 ms now and then while its client sat
+# waiting for data (most likely for the client's delayed ACK), and it was
+# dropped in about one run in five.
+SEND_BUFFER = 262_144

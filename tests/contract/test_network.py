@@ -18,8 +18,10 @@ from contextlib import ExitStack
 
 import pytest
 
+from echochat.experiments.burst import BurstReader, burst
 from echochat.launch import echochat_command
 from echochat.registry import parse_configuration
+from flood import BURSTS, SEND_BUFFER
 from irc import IrcClient, unique_channel, unique_nick
 from redisserver import PrivateRedis
 from servers import ServerProcess, echochat
@@ -115,9 +117,12 @@ def test_a_channel_private_messages_nicks_and_queries_span_two_implementations(
     alice.send(f"KICK {channel} {bob_nick} :out")
     bob.expect(rf":{alice_nick}!\S+ KICK {channel} {bob_nick} :out")
     alice.expect(rf":{alice_nick}!\S+ KICK {channel} {bob_nick} :out")
-    bob.send("QUIT :bye")
-    bob.expect_eof()
-    assert alice.sync() == []  # bob had left the channel: no QUIT for alice.
+    bob.join(channel)
+    alice.expect(rf":{bob_nick}!\S+ JOIN {channel}")
+    # A server that stops cleanly hands Redis its SPLIT first: its users quit
+    # for the others at once, well before --split-after.
+    a.stop()
+    bob.expect(rf":{alice_nick}!\S+ QUIT :{re.escape(SPLIT)}")
 
 
 def test_a_killed_server_is_split_and_a_restarted_redis_is_rejoined(
@@ -157,20 +162,24 @@ def test_a_killed_server_is_split_and_a_restarted_redis_is_rejoined(
     alice.expect(rf":{carol.nick}!\S+ PRIVMSG {alice.nick} :welcome back")
 
 
-def test_a_second_server_with_a_live_name_is_refused(
+def test_a_name_in_use_is_refused_in_one_line_and_freed_by_a_graceful_stop(
     impl: str, redis: PrivateRedis, network_server: Callable[..., ServerProcess]
 ) -> None:
-    network_server("twin.test")
+    first = network_server("taken.test")
     implementation, loop = parse_configuration(impl)
-    result = echochat(
+    refused = echochat(
         *echochat_command(implementation.name, "chat", loop=loop)[3:],
-        *("--redis", redis.url, "--server-name", "twin.test"),
+        *("--redis", redis.url, "--server-name", "taken.test"),
     )
-    assert result.returncode == 2, result
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "twin.test" in lines[0]
-    assert "in use by another live server" in lines[0]
+    assert refused.returncode == 2, refused
+    *logged, last = refused.stderr.splitlines()
+    assert last.startswith("echochat: cannot join the network: the server name 'taken.test'")
+    assert "in use by another live server" in last
+    assert not any("Traceback" in line or "ERROR" in line for line in logged), refused.stderr
+    # Stopped gracefully, a server frees its name at once: started again at
+    # once (as systemctl restart would), it is not refused.
+    first.stop()
+    network_server("taken.test")
 
 
 def test_an_unreachable_redis_at_start_is_retried_while_users_are_served(
@@ -179,7 +188,7 @@ def test_an_unreachable_redis_at_start_is_retried_while_users_are_served(
     open_client: Callable[..., IrcClient],
 ) -> None:
     directory = tmp_path_factory.mktemp("late")
-    redis = PrivateRedis(directory)
+    # Where the Redis started below will listen; nothing listens there yet.
     url = f"unix://{directory}/redis.sock"
     server = ServerProcess(impl, "chat", "--redis", url, "--server-name", "late.test")
     try:
@@ -187,9 +196,10 @@ def test_an_unreachable_redis_at_start_is_retried_while_users_are_served(
         alice = open_client(server.port)
         alice.register(unique_nick("alice"))
         alice.expect(r":\S+ NOTICE \S+ :\*\*\* This server is not linked to its network yet.*")
-        with redis:
+        with PrivateRedis(directory) as redis:
+            assert redis.url == url
             alice.expect(r":\S+ NOTICE \S+ :\*\*\* Linked to the network.*")
-        server.stop()
+            server.stop()
     finally:
         if server.process.poll() is None:
             server.process.kill()
@@ -201,26 +211,32 @@ def test_a_client_that_never_reads_is_dropped_and_the_network_stays_healthy(
     network_server: Callable[..., ServerProcess],
     open_client: Callable[..., IrcClient],
 ) -> None:
-    a = network_server("a.test", None, "--sendq", "65536", "--flood-rate", "0")
-    b = network_server("b.test", partner, "--flood-rate", "0")
+    """A 1 MB burst from a user of another server: the member that reads at kernel speed gets
+    every line in order, the one that never reads is dropped for SendQ (as in test_sendq.py),
+    and the network stays whole."""
+    a = network_server("a.test", None, "--sendq", "65536", "--send-buffer", str(SEND_BUFFER))
+    b = network_server("b.test", partner)
     channel = unique_channel()
+    fast = joined_client(a, open_client, unique_nick("fast"))
     stalled = open_client(a.port, rcvbuf=4096)
     stalled.register(unique_nick("stalled"))
-    stalled.join(channel)
-    reader = joined_client(a, open_client, unique_nick("reader"))
-    reader.join(channel)
     talker = joined_client(b, open_client, unique_nick("talker"))
-    talker.join(channel)
-    text = "x" * 400
-    talker.send(*(f"PRIVMSG {channel} :{n} {text}" for n in range(2000)))
-    got = reader.read_until(rf".*PRIVMSG {channel} :1999 x+")
-    numbers = [int(line.split(" :", 1)[1].split()[0]) for line in got if " PRIVMSG " in line]
-    assert numbers == list(range(2000))
-    lines = talker.read_until(rf":{stalled.nick}!\S+ QUIT :SendQ exceeded")
-    assert lines
-    # The network is still whole: a message still crosses.
-    talker.send(f"PRIVMSG {reader.nick} :ok")
-    reader.read_until(rf":{talker.nick}!\S+ PRIVMSG {reader.nick} :ok")
+    for client in (fast, stalled, talker):
+        client.join(channel)
+    fast.sync()
+    lines, size = BURSTS[0]
+    data = burst(channel, lines, size)
+    reader = BurstReader(fast.sock, talker.nick, lines, time.monotonic() + 20, stalled.nick)
+    reader.start()
+    talker.send_raw(data)
+    reader.join(25)
+    got = reader.received
+    assert got.ended is None, f"the fast member was cut off: {got.ended} after {got.got} lines"
+    assert (got.got, got.disorder) == (lines, 0)
+    assert got.quit_after is not None  # The stalled member's QUIT :SendQ exceeded.
+    # The network is still whole: a message still crosses, both ways.
+    fast.send(f"PRIVMSG {talker.nick} :ok")
+    talker.read_until(rf":{fast.nick}!\S+ PRIVMSG {talker.nick} :ok")
 
 
 def test_a_redis_url_that_points_at_something_else_is_a_lost_link_never_a_crash(

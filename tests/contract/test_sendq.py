@@ -19,22 +19,13 @@ from collections.abc import Callable
 import pytest
 
 from echochat.experiments.burst import READ_BUFFER, BurstReader, burst
+from flood import BURSTS, SEND_BUFFER
 from irc import IrcClient, unique_channel, unique_nick
 from servers import ServerProcess
 
 Start = Callable[..., ServerProcess]
 Open = Callable[..., IrcClient]
 
-# About 1 MB in one send: long lines, or many short ones (more work per byte).
-BURSTS = [(2_600, 400), (20_000, 52)]
-# What the kernel may hold for each member (SO_SNDBUF; Linux doubles it). Left
-# to autotuning it holds about 3 MB for the member that never reads, more
-# than the burst, and that member could not overflow its SendQ
-# (options.set_send_buffer). Not 64 KiB: with 128 KiB in the kernel the fast
-# member's sends stalled for 10-20 ms now and then while its client sat
-# waiting for data (most likely for the client's delayed ACK), and it was
-# dropped in about one run in five.
-SEND_BUFFER = 262_144
 # How long the talker's PING and the fast member's last line may take after
 # the burst: generous for a loaded 2-core machine (each takes 0.04-0.6 s
 # on an idle one). Before the fix the fast member was dropped instead.

@@ -61,6 +61,8 @@ class Bus:
         # Bytes on their way to a server, in order.
         self.in_flight: deque[tuple[str, LinkRole, bytes]] = deque()
         self.published: list[bytes] = []
+        # Servers whose process is stopped (SIGSTOP): what Redis sends them waits.
+        self.frozen: set[str] = set()
 
     def add(self, name: str, key: str | None = None, **limits: Any) -> Server:
         """A server named ``name`` (``key`` tells two of one name apart)."""
@@ -128,11 +130,17 @@ class Bus:
             raise AssertionError(f"a command the bus does not know: {command!r}")
 
     def run(self, limit: int = 100_000) -> None:
-        """Deliver everything in flight, and what that causes, until nothing is left."""
+        """Deliver everything in flight, and what that causes, until nothing is left
+        (but to a frozen server, whose share waits in Redis, in order)."""
+        waiting: deque[tuple[str, LinkRole, bytes]] = deque()
         for _ in range(limit):
             if not self.in_flight:
+                self.in_flight = waiting
                 return
             name, role, data = self.in_flight.popleft()
+            if name in self.frozen:
+                waiting.append((name, role, data))
+                continue
             server = self.servers[name]
             server.apply(server.core.link_receive(role, data, server.now))
             while server.core.link_has_ready_messages():
@@ -142,7 +150,7 @@ class Bus:
     def advance(self, seconds: float) -> None:
         """Let time pass on every server at once: client timers and the links' timers fire,
         each at its moment, and the bus carries what they send as they do."""
-        servers = list(self.servers.values())
+        servers = [server for key, server in self.servers.items() if key not in self.frozen]
         end = max(server.now for server in servers) + seconds
         while True:
             due = [d for s in servers if (d := s.core.link_deadline()) is not None and d <= end]

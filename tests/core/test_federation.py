@@ -19,7 +19,7 @@ from echochat.core import LinkRefusedError, LinkRole
 from echochat.core.federation import SPLIT_REASON, SYNC_WAIT, Phase
 from echochat.core.limits import DEFAULT_SPLIT_AFTER as SILENCE
 from echochat.core.passwords import PasswordHash, hash_password
-from echochat.core.redislink import RETRY_FIRST, RETRY_MAX, parse_redis_url
+from echochat.core.redislink import REPLY_TIMEOUT, RETRY_FIRST, RETRY_MAX, parse_redis_url
 
 NICKS = ("alice", "bob", "carol")
 
@@ -409,3 +409,65 @@ def test_whatever_happens_every_server_ends_with_the_same_tables(
     bus.advance(SILENCE + 5)  # Heartbeats all round; nobody is silent.
     views = {server.key: tables(server) for server in servers}
     assert len(set(views.values())) == 1, views
+
+
+def test_lines_sent_with_nick_and_user_wait_for_the_introduction_then_run_in_order() -> None:
+    """A client that sends NICK, USER, JOIN and PING in one write is joined, as on one server:
+    its JOIN waits until Redis brings its introduction back."""
+    bus, (a, b) = network("a.test", "b.test")
+    bob = b.register("bob")
+    b.send(bob, "JOIN #x")
+    b.take(bob)
+    alice = a.connect()
+    hold(a, alice, "NICK alice", "USER a 0 * :A", "JOIN #x", "PING :done", "PRIVMSG #x :hi")
+    assert a.take(alice) == []  # Nothing yet: its introduction is in flight.
+    bus.run()
+    commands = [p.command for p in a.take_parsed(alice)]
+    assert "451" not in commands
+    assert commands.index("001") < commands.index("JOIN") < commands.index("PONG")
+    assert said(b, bob) == ["hi"]
+
+
+def test_a_registration_in_flight_when_the_link_is_lost_completes_here() -> None:
+    bus, (a, _) = network("a.test", "b.test")
+    alice = a.connect()
+    hold(a, alice, "NICK alice", "USER a 0 * :A", "JOIN #x")
+    bus.cut(a)  # Its introduction never comes back.
+    commands = [p.command for p in a.take_parsed(alice)]
+    assert "001" in commands
+    assert "JOIN" in commands
+
+
+def test_a_server_that_was_stalled_does_not_split_the_others_when_it_resumes() -> None:
+    """Stopped for longer than --split-after (SIGSTOP, a long GC pause), it finds the others
+    silent on its clock only because it has not read their heartbeats yet."""
+    bus, (a, b) = network("a.test", "b.test")
+    bob = b.register("bob")
+    a.register("alice")
+    # a is frozen: time passes for b, whose heartbeats wait for a in Redis.
+    bus.frozen.add(a.key)
+    bus.advance(SILENCE + 2)
+    bus.frozen.clear()
+    a.now = b.now  # a resumes: its timers fire before it reads what waited.
+    a.apply(a.core.link_handle_timer(a.now))
+    bus.run()
+    assert not [p for p in b.take_parsed(bob) if "Lost the link" in str(p.trailing)]
+    assert a.core.phase is Phase.JOINED
+    assert b.core.phase is Phase.JOINED
+
+
+def test_a_process_stopped_past_the_reply_timeout_does_not_blame_redis() -> None:
+    bus, (a, _) = network("a.test", "b.test")
+    alice = a.register("alice")
+    hold(a, alice, "PRIVMSG bob :x")  # A PUBLISH whose reply is pending...
+    a.now += REPLY_TIMEOUT + 2  # ... when the process is stopped, then resumes.
+    a.apply(a.core.link_handle_timer(a.now))
+    bus.run()
+    assert a.core.joined
+    # A Redis that really stops answering, while this process runs, still loses the link.
+    bus.frozen.add(a.key)  # What Redis sends a waits.
+    hold(a, alice, "PRIVMSG bob :y")
+    for _ in range(int(REPLY_TIMEOUT) + 2):
+        a.now += 1
+        a.apply(a.core.link_handle_timer(a.now))
+    assert not a.core.joined

@@ -150,7 +150,7 @@ class ChatCore(Federation):
                 deadlines.append(client.last_line_at + limits.ping_interval)
             else:
                 deadlines.append(client.ping_sent_at + limits.ping_timeout)
-        if client.inbox and limits.flood_rate:
+        if client.inbox and limits.flood_rate and not client.introducing:
             # When the bucket holds a whole token again.
             deadlines.append(client.tokens_at + (1 - client.tokens) / limits.flood_rate)
         return min(deadlines, default=None)
@@ -330,6 +330,10 @@ class ChatCore(Federation):
         while client.inbox:
             if client.conn not in self._clients or client.overflowed:
                 return  # QUIT or SendQ earlier on: the rest is not executed.
+            if client.introducing:
+                # On a network its registration is crossing Redis: what it sent
+                # after NICK and USER waits for it (_run_held_lines).
+                break
             if limits.flood_rate and client.tokens < 1 - _TOKEN_ROUNDING:
                 break
             if self._turn_spent:

@@ -42,7 +42,7 @@ from enum import Enum
 from typing import Any
 
 from echochat.core.commands.channels import send_topic
-from echochat.core.commands.registration import complete_registration, rename, try_register
+from echochat.core.commands.registration import complete_registration, rename
 from echochat.core.effects import Close, CloseLink, ConnId, LinkEffect, LinkSend
 from echochat.core.framing import LineFramer
 from echochat.core.limits import HEARTBEAT, Limits
@@ -103,6 +103,7 @@ class Federation(Network):
         "_held",
         "_link_cut",
         "_link_effects",
+        "_local_now",
         "_next_conn",
         "_next_heartbeat",
         "_remote",
@@ -151,6 +152,8 @@ class Federation(Network):
         self._link_effects: list[LinkEffect] = []
         # The core cut the link (CloseLink); the adapter's link_closed is then a no-op.
         self._link_cut = False
+        # The adapter's clock at the event being run (self.now is then the event's time).
+        self._local_now: Seconds = 0.0
 
     def _new_id(self) -> str:
         return f"{self._rng.getrandbits(48):012x}"
@@ -228,8 +231,9 @@ class Federation(Network):
             if client.gone:
                 super()._remove(client, client.leaving or "Connection closed", b"", flush=True)
             elif client.introducing:
-                client.introducing = False
-                try_register(self, client)
+                # Its password, if any, was checked before it was introduced.
+                complete_registration(self, client)
+                self._run_held_lines(client)
 
     def _tell_users(self, text: str) -> None:
         for client in list(self._clients.values()):
@@ -354,6 +358,7 @@ class Federation(Network):
             self._disconnect(client, "SendQ exceeded", farewell, flush=False)
 
     def _apply(self, payload: bytes, now: Seconds) -> None:
+        self._local_now = now
         event = Event.parse(payload)
         if self.phase is Phase.JOINING:
             if event.kind == b"HELLO" and event.sender == self._me:
@@ -413,6 +418,8 @@ class Federation(Network):
             self._heard[server] = now
             if kind in _USER_EVENTS:
                 self._apply_user_event(event)
+            elif kind == b"H" and server == self.server_name:
+                self._find_silent_servers(now)
 
     def _apply_user_event(self, event: Event) -> None:
         conn_field, _, tail = event.rest.partition(b" ")
@@ -485,8 +492,33 @@ class Federation(Network):
             # It left while its introduction crossed: every server added it, so
             # every server must now see it go.
             self._publish_for(client, b"Q", client.leaving.encode(), self.now)
-        elif later is not None:
+            return
+        if later is not None:
             self._publish_for(client, b"L", f"NICK {later}".encode(), self.now)
+        self._run_held_lines(client)
+
+    def _run_held_lines(self, client: Client) -> None:
+        """Run what ``client`` sent after NICK and USER while it was introduced (a JOIN sent
+        at once with them, say), now that it is registered, in the order it sent them."""
+        if not client.inbox:
+            return
+        # Outside the event's replication, and past the turn's output budget: the
+        # adapter waits for no wake-up from the bus, and these lines are at most
+        # a RecvQ's worth. Flood control still holds what it must (deadline()).
+        replicating, spent = self.replicating, self._turn_spent
+        self.replicating = False
+        try:
+            while True:
+                self._turn_spent = False
+                self._run_inbox(client, self._local_now)
+                if not client.ready:
+                    break
+        finally:
+            self.replicating = replicating
+            self._turn_spent = spent or self._turn_spent
+
+    def _run_inbox(self, client: Client, now: Seconds) -> None:
+        """Run ``client``'s waiting lines (ChatCore's); declared here for the held ones."""
 
     def _remove(
         self, client: Client, reason: str, farewell: bytes, flush: bool, remember: bool = True
@@ -781,11 +813,6 @@ class Federation(Network):
             deadlines.append(self._wait_until)
         if self.joined:
             deadlines.append(self._next_heartbeat)
-            deadlines.extend(
-                heard + self.limits.split_after
-                for name, heard in self._heard.items()
-                if name != self.server_name
-            )
         return min(deadlines, default=None)
 
     def _link_timer(self, now: Seconds) -> None:
@@ -799,15 +826,24 @@ class Federation(Network):
         if self.phase is Phase.WAITING and not self._gen_sent and now >= self._wait_until:
             self._gen_sent = True
             self._publish(b"GEN", [], now)
-        if self.joined:
-            if now >= self._next_heartbeat:
-                self._next_heartbeat = now + HEARTBEAT
-                self._publish(b"H", [], now)
-            for name, heard in list(self._heard.items()):
-                silence = self.limits.split_after
-                if name != self.server_name and now >= heard + silence:
-                    reason = f"no word from {name} for {silence:g} s"
-                    self._ask_split(name, self._servers[name], reason, now)
+        if self.joined and now >= self._next_heartbeat:
+            self._next_heartbeat = now + HEARTBEAT
+            self._publish(b"H", [], now)
+
+    def _find_silent_servers(self, now: Seconds) -> None:
+        """Our own heartbeat is back: split off every server silent for ``split_after`` since.
+
+        Judged when our own heartbeat comes back through Redis, not by a timer:
+        a server that was itself stopped (SIGSTOP, starved of CPU) reads the
+        others' heartbeats and its own in the order Redis had them, so it never
+        takes what it has not read yet for silence; and while Redis itself is
+        stalled, nobody's heartbeat comes back and nobody is split.
+        """
+        silence = self.limits.split_after
+        for name, heard in list(self._heard.items()):
+            if name != self.server_name and now >= heard + silence:
+                reason = f"no word from {name} for {silence:g} s"
+                self._ask_split(name, self._servers[name], reason, now)
 
 
 # The events about one user: a line it sent, its introduction, its leaving, its OPER.

@@ -151,6 +151,8 @@ class RedisLink:
         self._awaiting: deque[tuple[str, Seconds]] = deque()
         self._unsent = {role: 0 for role in LinkRole}
         self._refresh_at: Seconds = 0.0
+        # When this process last ran the link (a timer or bytes from Redis).
+        self._ticked_at: Seconds = 0.0
 
     # -- Connecting -----------------------------------------------------------------------
 
@@ -165,6 +167,7 @@ class RedisLink:
         """Both connections are open: what to send on each to take the lease and subscribe."""
         self._reset()
         self.opened = True
+        self._ticked_at = now
         self._awaiting.append(("lease", now))
         return [
             self._queued(LinkRole.COMMANDS, self._lease_command()),
@@ -208,6 +211,7 @@ class RedisLink:
 
     def receive_data(self, role: LinkRole, data: bytes, now: Seconds) -> list[LinkEvent]:
         """Bytes from Redis on ``role``'s connection: the events they complete, in order."""
+        self._ticked_at = now
         reader = self._readers[role]
         reader.feed(data)
         events: list[LinkEvent] = []
@@ -283,6 +287,12 @@ class RedisLink:
         """Refresh the lease when due; a reply overdue fails the link."""
         if not self.opened:
             return [], None
+        if now - self._ticked_at > REPLY_TIMEOUT:
+            # Nothing ran here for that long (the heartbeat's timer runs every
+            # second): this process was stopped or starved, not Redis; give
+            # Redis its time again, from now, rather than blame it.
+            self._awaiting = deque((what, now) for what, _ in self._awaiting)
+        self._ticked_at = now
         if self._awaiting and now >= self._awaiting[0][1] + REPLY_TIMEOUT:
             return [], LinkFailed(f"Redis did not answer within {REPLY_TIMEOUT:g} s")
         sends: list[tuple[LinkRole, bytes]] = []
