@@ -93,7 +93,9 @@ class ServerProcess(ServerUnderTest):
         return elapsed
 
 
-def echochat(*args: str, open_files: int | None = None) -> subprocess.CompletedProcess[str]:
+def echochat(
+    *args: str, open_files: int | None = None, timeout: float = 30.0
+) -> subprocess.CompletedProcess[str]:
     """Run the ``echochat`` command to its end, as a user would; its output is captured.
 
     ``open_files``: run it under ``ulimit -n open_files`` (soft and hard limit).
@@ -102,7 +104,7 @@ def echochat(*args: str, open_files: int | None = None) -> subprocess.CompletedP
         [sys.executable, "-m", "echochat", *args],
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=timeout,
         check=False,
         preexec_fn=None if open_files is None else partial(_limit_open_files, open_files),
     )

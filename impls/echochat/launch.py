@@ -23,19 +23,28 @@ import psutil
 from echochat.registry import BY_NAME, EventLoop, configuration_id
 
 _LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)(?:, TLS on 127\.0\.0\.1:(\d+))?\n")
+# Load comes from many clients on 127.0.0.1 sending as fast as they can, so
+# chat servers under load run with flood control and the per-IP limit off.
+CHAT_LOAD_OPTIONS = ("--flood-rate", "0", "--max-per-ip", "0")
 
 
 def echochat_command(impl: str, service: str, *options: str, loop: EventLoop) -> list[str]:
-    """The command line of ``echochat serve`` on 127.0.0.1 with a free port.
+    """The command line of ``echochat serve`` on 127.0.0.1 with a free port, in this Python."""
+    return serve_command(sys.executable, impl, service, "--loop", loop, *options)
 
-    Load comes from many clients on 127.0.0.1 sending as fast as they can, so
-    chat servers run with flood control and the per-IP limit off; a caller's
-    own ``options`` come later and win.
+
+def serve_command(python: str | Path, impl: str, service: str, *options: str) -> list[str]:
+    """``echochat serve`` on 127.0.0.1 with a free port, run by ``python`` (any checkout's).
+
+    Chat servers get CHAT_LOAD_OPTIONS; a caller's own ``options`` come later and win.
+    ``bench versions`` starts an older checkout's servers with it too, so it
+    names nothing else a version could lack (not even ``--loop``: asyncio's
+    own loop is every version's default).
     """
-    command = [sys.executable, "-m", "echochat", "serve", "--impl", impl, "--loop", loop]
-    command += ["--service", service, "--host", "127.0.0.1", "--port", "0"]
+    command = [str(python), "-m", "echochat", "serve", "--impl", impl, "--service", service]
+    command += ["--host", "127.0.0.1", "--port", "0"]
     if service == "chat":
-        command += ["--flood-rate", "0", "--max-per-ip", "0"]
+        command += CHAT_LOAD_OPTIONS
     return command + list(options)
 
 

@@ -192,23 +192,6 @@ def test_a_subscriber_reads_what_is_published_in_order(redis: PrivateRedis) -> N
         assert "P" in entry["flags"]  # Subscribed; "U" for a unix socket beside it.
 
 
-def test_a_message_push_is_a_three_element_resp2_array(redis: PrivateRedis) -> None:
-    """The exact bytes a RESP2 subscriber reads for SUBSCRIBE and for one PUBLISH."""
-    assert redis.socket_path is not None
-    with socket.socket(socket.AF_UNIX) as sock, redis.client() as publisher:
-        sock.settimeout(5)
-        sock.connect(str(redis.socket_path))
-        sock.sendall(b"SUBSCRIBE ch\r\n")
-        subscribed = b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n"
-        assert _read_exactly(sock, len(subscribed)) == subscribed
-        publisher.command("PUBLISH", "ch", "hello")
-        message = b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$5\r\nhello\r\n"
-        assert _read_exactly(sock, len(message)) == message
-        sock.setblocking(False)
-        with pytest.raises(BlockingIOError):
-            sock.recv(1)  # Nothing more.
-
-
 def test_a_redis_that_cannot_start_says_why_with_its_log(tmp_path: Path) -> None:
     with pytest.raises(RedisStartError, match="Bad directive"):
         PrivateRedis(tmp_path, options=("--no-such-option", "1"))
@@ -225,12 +208,3 @@ def test_a_client_to_a_redis_that_is_gone_fails_to_connect(redis: PrivateRedis) 
     redis.kill()
     with pytest.raises(ConnectionRefusedError):
         RedisClient(redis.address)
-
-
-def _read_exactly(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        assert chunk, f"EOF after {data!r}"
-        data += chunk
-    return data

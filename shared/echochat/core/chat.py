@@ -38,6 +38,8 @@ _TOKEN_ROUNDING = 1e-9
 class ChatCore(Federation):
     """Every client, nick and channel of one chat server, driven by events from an adapter."""
 
+    __slots__ = ("_shutting_down",)
+
     def __init__(
         self,
         limits: Limits,

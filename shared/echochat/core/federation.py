@@ -94,6 +94,29 @@ class Phase(Enum):
 class Federation(Network):
     """The tables of one server, kept in step with every server of its network."""
 
+    __slots__ = (
+        "_next_conn",
+        "phase",
+        "link",
+        "_rng",
+        "server_name",
+        "incarnation",
+        "_servers",
+        "_split",
+        "_remote",
+        "_heard",
+        "_split_asked",
+        "_answered",
+        "_next_heartbeat",
+        "_wait_until",
+        "_gen_sent",
+        "_held",
+        "_bus_inbox",
+        "_ever_up",
+        "_link_effects",
+        "_link_cut",
+    )
+
     def __init__(
         self, limits: Limits, created: str, epoch: UnixTime, network_seed: int | None
     ) -> None:
