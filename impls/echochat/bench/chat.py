@@ -260,10 +260,22 @@ class _Joining:
     """A client waiting for the PONG that ends a step (registration, synchronisation)."""
 
     index: int
+    marker: bytes = b""  # what ends the step
     tail: bytes = b""  # the last bytes seen, in case the marker spans two reads
     seen: int = 0
     done: bool = False
     after: bytes = b""  # what came after the marker in the read that found it
+
+    def expect(self, marker: bytes) -> None:
+        """Start a step that ``marker`` ends."""
+        self.marker = marker
+        self.tail = self.after = b""
+        self.seen = 0
+        self.done = False
+
+
+# The PONG that ends joining the channel.
+_JOINED = b" :joined\r\n"
 
 
 def open_clients(
@@ -277,9 +289,14 @@ def open_clients(
     """Connect and register ``count`` clients ``m0``.. (joined to ``channel`` if given),
     client ``i`` on ``ports[i % len(ports)]``.
 
-    At most ``in_flight`` are between connect() and their PONG at a time.
+    At most ``in_flight`` are between connect() and their last reply at a time.
     Clients already registered keep being read, because later JOINs are
     broadcast to them. Returns non-blocking sockets, in nick order.
+
+    A client sends its JOIN only once welcomed (001): on a network the
+    welcome waits for the client's introduction to come back from Redis, and
+    a JOIN sent before it is refused (451). Then a PING: its PONG comes after
+    the JOIN's replies, since a registered client's commands run in order.
     """
     wanted = count + 64  # stdio, the selector, the server's pipes, a margin
     if (allowed := allow_open_files(wanted)) < wanted:
@@ -292,7 +309,8 @@ def open_clients(
             while started < count and started - done < in_flight:
                 socks.append(_start_connect(ports[started % len(ports)]))
                 on_failure.callback(socks[-1].close)
-                selector.register(socks[-1], selectors.EVENT_WRITE, _Joining(started))
+                welcome = f" 001 m{started} :".encode()
+                selector.register(socks[-1], selectors.EVENT_WRITE, _Joining(started, welcome))
                 started += 1
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -301,9 +319,14 @@ def open_clients(
                 sock: socket.socket = key.fileobj  # type: ignore[assignment]
                 state: _Joining = key.data
                 if mask & selectors.EVENT_WRITE:
-                    _send_registration(sock, state.index, channel)
+                    _send_registration(sock, state.index)
                     selector.modify(sock, selectors.EVENT_READ, state)
-                elif _read_to_marker(sock, state, b" :registered\r\n"):
+                elif not _read_to_marker(sock, state, state.marker):
+                    continue
+                elif channel is not None and state.marker != _JOINED:
+                    _send_small(sock, f"JOIN {channel}\r\nPING :joined\r\n")
+                    state.expect(_JOINED)
+                else:
                     done += 1
                     if channel is None:
                         selector.unregister(sock)  # Nothing more will come.
@@ -323,13 +346,11 @@ def _start_connect(port: int) -> socket.socket:
     return sock
 
 
-def _send_registration(sock: socket.socket, index: int, channel: str | None) -> None:
+def _send_registration(sock: socket.socket, index: int) -> None:
     code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
     if code:
         raise OSError(code, f"connect m{index}: {errno.errorcode.get(code)}")
-    join = f"JOIN {channel}\r\n" if channel else ""
-    # The PING's PONG comes after the welcome and the JOIN's replies: commands run in order.
-    _send_small(sock, f"NICK m{index}\r\nUSER u 0 * :bench\r\n{join}PING :registered\r\n")
+    _send_small(sock, f"NICK m{index}\r\nUSER u 0 * :bench\r\n")
 
 
 def _send_small(sock: socket.socket, lines: str) -> None:
