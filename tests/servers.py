@@ -10,6 +10,9 @@ import subprocess
 import sys
 import time
 from functools import partial
+from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 from echochat.launch import ServerUnderTest, echochat_command
 from echochat.registry import CONTRACT_CONFIGURATIONS, parse_configuration
@@ -112,3 +115,48 @@ def echochat(
 
 def _limit_open_files(limit: int) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+
+class PrivateRedis:
+    """A redis-server of the test's own on a unix socket, keeping nothing on disk: ``url``
+    is what ``--redis`` takes. A context manager; it stops Redis at the end."""
+
+    def __init__(self, directory: Path) -> None:
+        self.socket = directory / "redis.sock"
+        self.url = f"unix://{self.socket}"
+        command = ["redis-server", "--port", "0", "--unixsocket", str(self.socket)]
+        command += ["--save", "", "--appendonly", "no"]
+        # It logs to stdout, a few lines in all with nothing to save.
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        try:
+            self._wait_until_ready()
+        except BaseException:
+            self.process.kill()
+            self.__exit__(None, None, None)
+            raise
+
+    def _wait_until_ready(self) -> None:
+        assert self.process.stdout is not None
+        seen = []
+        for line in self.process.stdout:
+            seen.append(line)
+            # "ready to accept connections at PATH" (7.0), "Ready ... unix" (7.2).
+            if "ready to accept connections" in line.lower():
+                return
+        raise RuntimeError(f"redis-server did not start:\n{''.join(seen)}")
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        assert self.process.stdout is not None
+        self.process.stdout.close()

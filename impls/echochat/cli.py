@@ -638,6 +638,7 @@ def serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     check_loop(parser, args.impl, args.loop)
     port = DEFAULT_PORTS[args.service] if args.port is None else args.port
     check_tls_options(parser, args, port)
+    check_redis_option(parser, args)
     if args.tls_cert is not None and not implementation.tls:
         parser.error(
             f"--impl {args.impl} has no TLS: asyncio's loop.sock_*() methods refuse ssl "
@@ -747,6 +748,12 @@ def check_tls_options(parser: argparse.ArgumentParser, args: argparse.Namespace,
         parser.error("--tls-port needs --tls-cert and --tls-key")
     if args.tls_port is not None and args.tls_port == port != 0:
         parser.error(f"--tls-port {port} is --port too: TLS and plain TCP need a port each")
+
+
+def check_redis_option(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse --redis where it would mean nothing: an echo server has no network."""
+    if args.redis is not None and args.service != "chat":
+        parser.error("--redis joins chat servers into a network: it needs --service chat")
 
 
 def check_open_files(parser: argparse.ArgumentParser, option: str, value: int, wanted: int) -> None:

@@ -36,6 +36,11 @@ class Peer(Protocol):
         """Stop reading; send the queue (if ``flush``) and ``farewell``; then close."""
 
 
+# The reason an adapter gives link_closed() when its link's tasks stopped because
+# the hub closed the link: never shown, since the core said why when it closed it.
+LINK_CLOSED_HERE = "closed by this server"
+
+
 class LinkPeer(Protocol):
     """What an adapter's connection to Redis offers the hub (``--redis``)."""
 
@@ -65,6 +70,9 @@ class ChatHub:
         # whether the core had joined the network at the last call (for the log).
         self.link_peers: dict[LinkRole, LinkPeer] = {}
         self.joined = False
+        # The core closed the link itself (CloseLink) and the log said why: the
+        # adapter's link_closed() that follows says nothing more.
+        self.link_cut = False
         # The framework's monotonic clock, the one its deadlines are set on.
         self.clock = clock
         self.peers: dict[ConnId, Peer] = {}
@@ -152,15 +160,17 @@ class ChatHub:
         self._apply(self.core.link_handle_timer(self.clock()))
 
     def link_closed(self, reason: str) -> None:
-        """A connection to Redis failed or closed, or could not be opened."""
+        """A connection to Redis failed or closed, or could not be opened, or the link's
+        tasks ended after the core closed it."""
         if self.link_peers:
             log.warning(
                 "lost the link to Redis at %s (%s); serving this server's users alone",
                 self.options.redis,
                 reason,
             )
-        else:
+        elif not self.link_cut:
             log.warning("cannot reach Redis at %s (%s); will retry", self.options.redis, reason)
+        self.link_cut = False
         for peer in self.link_peers.values():
             peer.close(flush=False)
         self.link_peers = {}
@@ -205,6 +215,7 @@ class ChatHub:
         for peer in self.link_peers.values():
             peer.close(effect.flush)
         self.link_peers = {}
+        self.link_cut = True
 
     def _trace_sendq(self, conns: Iterable[ConnId]) -> None:
         now = time.monotonic()

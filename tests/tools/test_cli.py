@@ -249,6 +249,13 @@ def test_tls_options_that_do_not_make_a_whole_are_refused(tmp_path: Path) -> Non
         assert result.stdout == "", (args, result.stdout)
 
 
+def test_redis_is_refused_with_the_echo_service() -> None:
+    result = echochat("serve", "--service", "echo", "--redis", "unix:///nowhere/redis.sock")
+    assert result.returncode == 2, result
+    assert "--redis joins chat servers into a network: it needs --service chat" in result.stderr
+    assert result.stdout == "", result.stdout
+
+
 def assert_refused_in_one_line(result: subprocess.CompletedProcess[str], message: str) -> None:
     """Exit status 2, nothing on stdout (it never listened), one line on stderr that says why."""
     assert result.returncode == 2, result
