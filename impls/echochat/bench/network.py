@@ -64,8 +64,9 @@ DEFAULT_OUT = Path("build")
 DEFAULT_DURATION = 3.0  # seconds of posting per run
 SERVER_NAMES = ("one.bench", "two.bench")
 REDIS = "redis-server"
-# Fixed costs of one run beyond its posting time, for the progress's estimate.
-RUN_OVERHEAD_S = 4.0
+# Fixed costs of one run beyond its posting time (Redis, servers, joining, members),
+# for the progress's estimate: measured 2.3 s with 100 members on 2 busy cores.
+RUN_OVERHEAD_S = 2.5
 # Above this share of a core the load generator may be what limits a run.
 CLIENT_LIMIT = 0.9
 # Above this, in cores, other processes or the hypervisor took CPU during a run.
@@ -386,9 +387,12 @@ def figure(plan: Plan, runs: Sequence[NetworkRun]) -> Figure:
     latency_axes.set_ylabel("latency, ms (medians of rounds)")
     latency_axes.legend(fontsize="small")
     bottoms = [0.0] * len(summaries)
-    for colour, process in enumerate(["server 1", "server 2", REDIS]):
+    labels = [f"server {n + 1} ({impl})" for n, impl in enumerate(plan.impls)] + [REDIS]
+    for colour, (process, label) in enumerate(
+        zip(["server 1", "server 2", REDIS], labels, strict=True)
+    ):
         heights = [s.cpu_us_per_delivery.get(process, 0.0) for s in summaries]
-        cpu_axes.bar(positions, heights, bottom=bottoms, label=process, color=f"C{colour + 2}")
+        cpu_axes.bar(positions, heights, bottom=bottoms, label=label, color=f"C{colour + 2}")
         bottoms = [bottom + height for bottom, height in zip(bottoms, heights, strict=True)]
     cpu_axes.set_ylabel("CPU µs per delivery (medians)")
     cpu_axes.legend(fontsize="small")
