@@ -43,8 +43,10 @@ from echochat.registry import BY_NAME, MAIN
 from echochat.tls import TLSConfigError, server_context
 
 DEFAULT_PORTS = {"chat": 6667, "echo": 7007}
-# A string, which argparse parses as if given: the help shows it as one would write it.
-DEFAULT_VERSIONS_IMPLS = ",".join(implementation.name for implementation in MAIN)
+BENCH_KINDS = ["compare", "matrix", "echo", "chat", "idle", "echo-cpu", "storm", "layers",
+               "versions", "network"]  # fmt: skip
+# What 'bench versions' compares unless --impls says otherwise.
+DEFAULT_VERSIONS_IMPLS = tuple(implementation.name for implementation in MAIN)
 
 log = logging.getLogger("echochat")
 
@@ -360,6 +362,7 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
             "layers",
             "versions",
             "tls",
+            "network",
         ],
         help="compare: contract suite + quick matrix; matrix: every implementation and load; "
         "echo/chat/idle: one load against one implementation; echo-cpu: asyncio's echo beside "
@@ -369,19 +372,22 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "minimal servers on asyncio and uvloop, echo and an accept storm; versions: this "
         "checkout against --against, echo and fan-out on both, interleaved; tls: echo over "
         "TLS beside plain TCP, every implementation that serves TLS and its minimal server "
-        "(the C client with OpenSSL)",
+        "(the C client with OpenSSL); network: the chat fan-out on one server alone, one "
+        "server on Redis (the hop alone) and two servers on one Redis with the members split "
+        "between them, interleaved: deliveries/s, latency and each process's CPU per "
+        "delivery (needs redis-server; about 1.5 minutes with the defaults)",
     )
     bench.add_argument(
         "--impl",
         choices=list(BY_NAME),
         default="asyncio",
-        help="echo/chat/idle: the implementation to load (as for 'serve --impl')",
+        help="echo/chat/idle/network: the implementation to load (as for 'serve --impl')",
     )
     bench.add_argument(
         "--loop",
         choices=["asyncio", "uvloop"],
         default="asyncio",
-        help="echo/chat/idle: the event loop, for the implementations that run on asyncio",
+        help="echo/chat/idle/network: the event loop, for the implementations that run on asyncio",
     )
     bench.add_argument(
         "--quick",
@@ -399,7 +405,8 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "--rounds",
         type=_positive,
         default=5,
-        help="echo-cpu, layers, versions, tls: interleaved rounds, each with fresh servers",
+        help="echo-cpu, layers, versions, tls, network: interleaved rounds, each with fresh "
+        "servers (network: and a fresh Redis)",
     )
     bench.add_argument(
         "--strace",
@@ -412,7 +419,8 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         type=_positive_seconds,
         default=None,
         help="seconds per run. echo, echo-cpu: each run (default 3); versions: each echo "
-        "window and each fan-out's posting (default 2)",
+        "window and each fan-out's posting (default 2); network: each fan-out's posting "
+        "(default 3)",
     )
     bench.add_argument(
         "--client",
@@ -432,7 +440,29 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "--contract-only", action="store_true", help="compare: the contract suite, no matrix"
     )
     bench.add_argument(
-        "--members", type=_positive, default=100, help="chat, versions: the channel's members"
+        "--members",
+        type=_at_least_two,
+        default=100,
+        help="chat, versions, network: the channel's members",
+    )
+    bench.add_argument(
+        "--senders",
+        type=_positive,
+        default=None,
+        help="network: members who post, fewer than --members (default: as 'bench chat')",
+    )
+    bench.add_argument(
+        "--window",
+        type=_positive,
+        default=None,
+        help="network: messages each sender may have on their way, so that the servers' own "
+        "speed paces the senders (a closed loop); default: as 'bench chat'",
+    )
+    bench.add_argument(
+        "--redis-transport",
+        choices=["tcp", "unix"],
+        default="tcp",
+        help="network: how the servers reach Redis, 127.0.0.1 or a unix socket",
     )
     bench.add_argument("--clients", type=_positive, default=1000, help="idle: clients")
     bench.add_argument(
@@ -440,8 +470,8 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         type=Path,
         default=None,
         help="where JSON, PNG and Markdown go (default: build/compare for compare, "
-        "build/bench for matrix, build for storm, build/layers for layers, build/versions "
-        "for versions, build/tls for tls)",
+        "build/bench for matrix, build for storm and network, build/layers for layers, "
+        "build/versions for versions, build/tls for tls)",
     )
     bench.add_argument(
         "--against",
@@ -466,9 +496,12 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     bench.add_argument(
         "--impls",
         type=_impl_list,
-        default=DEFAULT_VERSIONS_IMPLS,
+        default=None,
         metavar="IMPL,...",
-        help="versions: the implementations to compare, comma-separated",
+        help="versions: the implementations to compare, comma-separated (default: "
+        f"{','.join(DEFAULT_VERSIONS_IMPLS)}); network: the two servers of the two-server "
+        "configuration, ONE,TWO, e.g. asyncio,trio (default: --impl twice), the one-server "
+        "configurations running ONE; --loop applies to those that run on asyncio",
     )
     bench.add_argument(
         "--serve-option",
@@ -515,6 +548,13 @@ def _positive(text: str) -> int:
     value = _whole_number(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _at_least_two(text: str) -> int:
+    value = _whole_number(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2, not {value}")
     return value
 
 
@@ -725,6 +765,13 @@ def bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error("--against goes with 'bench versions', which needs it")
     if args.kind == "idle":
         check_open_files(parser, "--clients", args.clients, args.clients + 64)
+    if args.kind == "versions" and args.impls is None:
+        args.impls = DEFAULT_VERSIONS_IMPLS
+    if args.kind == "network":
+        if args.impls is not None and len(args.impls) != 2:
+            parser.error(f"--impls: network needs two implementations, ONE,TWO, not {args.impls}")
+        if args.senders is not None and args.senders >= args.members:
+            parser.error(f"--senders {args.senders} must be fewer than --members {args.members}")
     from echochat.bench.command import run_bench  # noqa: PLC0415  (optional extras)
 
     try:

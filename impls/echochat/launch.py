@@ -66,6 +66,21 @@ def throwaway_certificate(directory: Path, name: str = "server") -> tuple[Path, 
     return cert, key
 
 
+class ProcessMeter:
+    """A running process's memory and CPU time (its own, not its children's), which psutil
+    reads from /proc/PID/stat and /proc/PID/statm."""
+
+    def __init__(self, pid: int) -> None:
+        self._ps = psutil.Process(pid)
+
+    def rss(self) -> int:
+        return int(self._ps.memory_info().rss)
+
+    def cpu_seconds(self) -> float:
+        times = self._ps.cpu_times()
+        return float(times.user + times.system)
+
+
 class ServerUnderTest:
     """A server in a subprocess on 127.0.0.1 that prints ``listening on HOST:PORT`` first.
 
@@ -99,7 +114,7 @@ class ServerUnderTest:
         self.port = int(match.group(1))
         # With --tls-port: where TLS listens beside plain TCP on ``port``.
         self.tls_port = None if match.group(2) is None else int(match.group(2))
-        self._ps = psutil.Process(self.process.pid)
+        self.meter = ProcessMeter(self.process.pid)
 
     @classmethod
     def echochat(
@@ -122,11 +137,10 @@ class ServerUnderTest:
         return self._stderr.read().decode(errors="replace")
 
     def rss(self) -> int:
-        return int(self._ps.memory_info().rss)
+        return self.meter.rss()
 
     def cpu_seconds(self) -> float:
-        times = self._ps.cpu_times()
-        return float(times.user + times.system)
+        return self.meter.cpu_seconds()
 
     def warm_up(self) -> None:
         """One connection that sends, reads back and closes, the same for every server.

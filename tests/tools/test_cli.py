@@ -68,6 +68,10 @@ def test_bad_options_are_refused_with_a_clear_message() -> None:
         (["bench", "versions", "--impls", "asyncio,gevent"], "--impls: must name implementations"),
         # More than any hard limit on open files allows.
         (["bench", "idle", "--clients", str(10**9)], "raise the limit (ulimit -n)"),
+        (["bench", "network", "--impls", "asyncio"], "network needs two implementations"),
+        (["bench", "network", "--impls", "asyncio,gevent"], "--impls: must name implementations"),
+        (["bench", "network", "--members", "4", "--senders", "4"], "must be fewer than --members"),
+        (["bench", "network", "--members", "1"], "--members: must be at least 2, not 1"),
         (["experiment", "nonsense"], "invalid choice: 'nonsense'"),
         (["serve", "--backlog", "0"], "must be from 1 to 65535"),
         (["serve", "--backlog", "65536"], "must be from 1 to 65535"),

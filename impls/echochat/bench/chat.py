@@ -1,7 +1,9 @@
 """Chat fan-out load: N members in one channel, S of them posting, every member reading.
 
 Members ``m0`` .. ``m{N-1}`` register and join ``#bench``; the first S are
-also the senders. Sender ``s`` posts ``PRIVMSG #bench :<s> <seq> <sent-at>``
+also the senders. The members may be spread over several servers of one
+network (``run_fan_out``): member ``i`` on the ``i % len(servers)``-th, so the
+senders are spread too. Sender ``s`` posts ``PRIVMSG #bench :<s> <seq> <sent-at>``
 with ``seq`` counting from 0 and ``sent-at`` the client's monotonic clock
 when the line was written, so each message reaches the N - 1 other members
 and its latency is read from its own text. One process drives every socket
@@ -42,7 +44,9 @@ import selectors
 import socket
 import time
 from array import array
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Protocol, TypedDict, Unpack
 
 from echochat.core.limits import DEFAULT_SENDQ
 from echochat.experiments.common import MiB, quantile
@@ -84,11 +88,18 @@ class DeliveryError(RuntimeError):
     """A message was lost, duplicated or reordered, or something else arrived instead."""
 
 
-@dataclass(slots=True)
-class ChatResult:
-    """One fan-out run; times in seconds, latency in ms, memory in MiB."""
+class Measured(Protocol):
+    """A process whose CPU time and memory a run reads (a server, Redis)."""
 
-    server: str
+    def rss(self) -> int: ...
+
+    def cpu_seconds(self) -> float: ...
+
+
+@dataclass(slots=True)
+class FanOut:
+    """One fan-out run, on one server or several; times in seconds, latency in ms."""
+
     members: int
     senders: int
     window: int
@@ -101,11 +112,27 @@ class ChatResult:
     p50_ms: float
     p99_ms: float
     max_ms: float
-    server_cpu_s: float
-    server_rss_before_mib: float  # members joined, nothing posted yet
-    server_rss_peak_mib: float
     client_cpu_s: float
     client_cpu_share: float  # of one core, over duration_s
+
+
+@dataclass(slots=True)
+class Usage:
+    """What one process used over a fan-out run: CPU seconds, memory in MiB."""
+
+    cpu_s: float
+    rss_before_mib: float  # members joined, nothing posted yet
+    rss_peak_mib: float
+
+
+@dataclass(slots=True)
+class ChatResult(FanOut):
+    """A fan-out run on one server, with what that server used."""
+
+    server: str
+    server_cpu_s: float
+    server_rss_before_mib: float
+    server_rss_peak_mib: float
 
 
 class Verifier:
@@ -233,25 +260,43 @@ class _Joining:
     """A client waiting for the PONG that ends a step (registration, synchronisation)."""
 
     index: int
+    marker: bytes = b""  # what ends the step
     tail: bytes = b""  # the last bytes seen, in case the marker spans two reads
     seen: int = 0
     done: bool = False
     after: bytes = b""  # what came after the marker in the read that found it
 
+    def expect(self, marker: bytes) -> None:
+        """Start a step that ``marker`` ends."""
+        self.marker = marker
+        self.tail = self.after = b""
+        self.seen = 0
+        self.done = False
+
+
+# The PONG that ends joining the channel.
+_JOINED = b" :joined\r\n"
+
 
 def open_clients(
-    port: int,
+    ports: Sequence[int],
     count: int,
     *,
     channel: str | None = None,
     in_flight: int = SETUP_IN_FLIGHT,
     timeout: float = SETUP_TIMEOUT,
 ) -> list[socket.socket]:
-    """Connect and register ``count`` clients ``m0``.. (joined to ``channel`` if given).
+    """Connect and register ``count`` clients ``m0``.. (joined to ``channel`` if given),
+    client ``i`` on ``ports[i % len(ports)]``.
 
-    At most ``in_flight`` are between connect() and their PONG at a time.
+    At most ``in_flight`` are between connect() and their last reply at a time.
     Clients already registered keep being read, because later JOINs are
     broadcast to them. Returns non-blocking sockets, in nick order.
+
+    A client sends its JOIN only once welcomed (001): on a network the
+    welcome waits for the client's introduction to come back from Redis, and
+    a JOIN sent before it is refused (451). Then a PING: its PONG comes after
+    the JOIN's replies, since a registered client's commands run in order.
     """
     wanted = count + 64  # stdio, the selector, the server's pipes, a margin
     if (allowed := allow_open_files(wanted)) < wanted:
@@ -262,9 +307,10 @@ def open_clients(
         started = done = 0
         while done < count:
             while started < count and started - done < in_flight:
-                socks.append(_start_connect(port))
+                socks.append(_start_connect(ports[started % len(ports)]))
                 on_failure.callback(socks[-1].close)
-                selector.register(socks[-1], selectors.EVENT_WRITE, _Joining(started))
+                welcome = f" 001 m{started} :".encode()
+                selector.register(socks[-1], selectors.EVENT_WRITE, _Joining(started, welcome))
                 started += 1
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -273,9 +319,14 @@ def open_clients(
                 sock: socket.socket = key.fileobj  # type: ignore[assignment]
                 state: _Joining = key.data
                 if mask & selectors.EVENT_WRITE:
-                    _send_registration(sock, state.index, channel)
+                    _send_registration(sock, state.index)
                     selector.modify(sock, selectors.EVENT_READ, state)
-                elif _read_to_marker(sock, state, b" :registered\r\n"):
+                elif not _read_to_marker(sock, state, state.marker):
+                    continue
+                elif channel is not None and state.marker != _JOINED:
+                    _send_small(sock, f"JOIN {channel}\r\nPING :joined\r\n")
+                    state.expect(_JOINED)
+                else:
                     done += 1
                     if channel is None:
                         selector.unregister(sock)  # Nothing more will come.
@@ -295,13 +346,11 @@ def _start_connect(port: int) -> socket.socket:
     return sock
 
 
-def _send_registration(sock: socket.socket, index: int, channel: str | None) -> None:
+def _send_registration(sock: socket.socket, index: int) -> None:
     code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
     if code:
         raise OSError(code, f"connect m{index}: {errno.errorcode.get(code)}")
-    join = f"JOIN {channel}\r\n" if channel else ""
-    # The PING's PONG comes after the welcome and the JOIN's replies: commands run in order.
-    _send_small(sock, f"NICK m{index}\r\nUSER u 0 * :bench\r\n{join}PING :registered\r\n")
+    _send_small(sock, f"NICK m{index}\r\nUSER u 0 * :bench\r\n")
 
 
 def _send_small(sock: socket.socket, lines: str) -> None:
@@ -368,17 +417,18 @@ class _Sender:
     limit: int  # messages it may post in all
 
 
-def run_chat(
-    server: ServerUnderTest,
-    members: int,
-    senders: int = DEFAULT_SENDERS,
-    messages: int = DEFAULT_MESSAGES,
-    duration: float = DEFAULT_DURATION,
-    *,
-    window: int = DEFAULT_WINDOW,
-    sendq: int = DEFAULT_SENDQ,
-    stalled: int = 0,
-) -> ChatResult:
+class Load(TypedDict, total=False):
+    """How hard a fan-out run pushes; each left out takes ``run_fan_out``'s default."""
+
+    senders: int
+    messages: int  # all senders together
+    duration: float  # seconds of posting at most
+    window: int
+    sendq: int  # the servers' --sendq: the window must fit in it
+    stalled: int  # clients that join and never read
+
+
+def run_chat(server: ServerUnderTest, members: int, **load: Unpack[Load]) -> ChatResult:
     """Fan ``messages`` (all senders together) out to ``members``, for at most ``duration`` s.
 
     Warms the server first (one connect/close, the same for every server).
@@ -386,20 +436,50 @@ def run_chat(
     ``DeliveryError`` if any member misses, repeats or reorders a message,
     or if one of the ``stalled`` clients is not dropped.
     """
+    fan_out, usage = run_fan_out([server], {server.label: server}, members, **load)
+    used = usage[server.label]
+    return ChatResult(
+        **asdict(fan_out),
+        server=server.label,
+        server_cpu_s=used.cpu_s,
+        server_rss_before_mib=used.rss_before_mib,
+        server_rss_peak_mib=used.rss_peak_mib,
+    )
+
+
+def run_fan_out(
+    servers: Sequence[ServerUnderTest],
+    measured: Mapping[str, Measured],
+    members: int,
+    *,
+    senders: int = DEFAULT_SENDERS,
+    messages: int = DEFAULT_MESSAGES,
+    duration: float = DEFAULT_DURATION,
+    window: int = DEFAULT_WINDOW,
+    sendq: int = DEFAULT_SENDQ,
+    stalled: int = 0,
+) -> tuple[FanOut, dict[str, Usage]]:
+    """``run_chat`` with the members spread over ``servers`` (of one network), and what
+    each of the ``measured`` processes used while the messages were posted and read.
+
+    Every server is warmed the same way first; the ``stalled`` clients are
+    on the first server.
+    """
     verifier = Verifier(members, senders, stalled)
     # The longest line a member can get (a nick no longer than any member's).
     line = len(_format(f":m{members - 1}!u@127.0.0.1 ", senders - 1, messages, time.monotonic()))
     if senders * window * line > sendq // 2:
         raise ValueError(f"{senders} senders x window {window} could overflow a {sendq}-byte SendQ")
-    server.warm_up()
+    for server in servers:
+        server.warm_up()
     setup_start = time.monotonic()
-    stalled_socks = [_join_and_stall(server.port, number) for number in range(stalled)]
-    socks = open_clients(server.port, members, channel=CHANNEL)
+    stalled_socks = [_join_and_stall(servers[0].port, number) for number in range(stalled)]
+    socks = open_clients([server.port for server in servers], members, channel=CHANNEL)
     try:
         synchronise(socks)
         setup = time.monotonic() - setup_start
         return _post_and_read(
-            server,
+            measured,
             socks,
             verifier,
             messages=messages,
@@ -437,7 +517,7 @@ def _format(prefix: str, sender: int, seq: int, now: float) -> bytes:
 
 
 def _post_and_read(
-    server: ServerUnderTest,
+    measured: Mapping[str, Measured],
     socks: list[socket.socket],
     verifier: Verifier,
     *,
@@ -445,12 +525,13 @@ def _post_and_read(
     duration: float,
     window: int,
     setup: float,
-) -> ChatResult:
+) -> tuple[FanOut, dict[str, Usage]]:
     senders = verifier.senders
     quota = [messages // senders + (s < messages % senders) for s in range(senders)]
     posting = [_Sender(s, socks[s], bytearray(), quota[s]) for s in range(senders)]
-    rss_before = rss_peak = server.rss()
-    cpu_before = server.cpu_seconds()
+    rss_before = {name: process.rss() for name, process in measured.items()}
+    rss_peak = dict(rss_before)
+    cpu_before = {name: process.cpu_seconds() for name, process in measured.items()}
     client_before = _client_cpu()
     start = now = time.monotonic()
     stop_posting = start + duration
@@ -468,7 +549,7 @@ def _post_and_read(
             ) and verifier.all_complete():
                 break
             if now >= next_sample:
-                rss_peak = max(rss_peak, server.rss())
+                _sample_rss(measured, rss_peak)
                 next_sample = now + RSS_INTERVAL
             for key, mask in selector.select(min(RSS_INTERVAL, max(give_up - now, 0.0))):
                 if mask & selectors.EVENT_WRITE:
@@ -481,14 +562,19 @@ def _post_and_read(
             now = time.monotonic()
     end = time.monotonic()
     client_cpu = _client_cpu() - client_before
-    server_cpu = server.cpu_seconds() - cpu_before
-    rss_peak = max(rss_peak, server.rss())
+    usage = {
+        name: Usage(
+            cpu_s=round(process.cpu_seconds() - cpu_before[name], 3),
+            rss_before_mib=round(rss_before[name] / MiB, 2),
+            rss_peak_mib=round(max(rss_peak[name], process.rss()) / MiB, 2),
+        )
+        for name, process in measured.items()
+    }
     verifier.finish()
     elapsed = end - start
     latencies = sorted(verifier.latencies)
     posted = sum(verifier.posted_count(s) for s in range(senders))
-    return ChatResult(
-        server=server.label,
+    fan_out = FanOut(
         members=len(socks),
         senders=senders,
         window=window,
@@ -501,12 +587,15 @@ def _post_and_read(
         p50_ms=round(quantile(latencies, 0.5) * 1000, 3),
         p99_ms=round(quantile(latencies, 0.99) * 1000, 3),
         max_ms=round(latencies[-1] * 1000, 3),
-        server_cpu_s=round(server_cpu, 3),
-        server_rss_before_mib=round(rss_before / MiB, 2),
-        server_rss_peak_mib=round(rss_peak / MiB, 2),
         client_cpu_s=round(client_cpu, 3),
         client_cpu_share=round(client_cpu / elapsed, 3),
     )
+    return fan_out, usage
+
+
+def _sample_rss(measured: Mapping[str, Measured], peak: dict[str, int]) -> None:
+    for name, process in measured.items():
+        peak[name] = max(peak[name], process.rss())
 
 
 def _post(

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from echochat.bench import layers, storm, tls, versions
-from echochat.bench.chat import run_chat
+from echochat.bench import layers, network, storm, tls, versions
+from echochat.bench.chat import DEFAULT_SENDERS, DEFAULT_WINDOW, run_chat
 from echochat.bench.contract import run_contract_suite
 from echochat.bench.echo import (
     DEFAULT_DURATION,
@@ -34,7 +34,7 @@ from echochat.bench.matrix import (
 from echochat.bench.native import ClientChoice, load_generator
 from echochat.experiments import Settings
 from echochat.launch import ServerUnderTest
-from echochat.registry import CONTRACT_CONFIGURATIONS
+from echochat.registry import BY_NAME, CONTRACT_CONFIGURATIONS, configuration_id
 
 DEFAULT_ECHO_SIZE = 1024
 COMPARE_OUT = Path("build/compare")
@@ -149,6 +149,28 @@ def run_members(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_network(args: argparse.Namespace) -> int:
+    """One server alone, behind Redis, and two on one Redis: the chat fan-out on each."""
+    # --loop for the implementations that run on asyncio; the others run on trio.
+    one, two = [
+        configuration_id(
+            BY_NAME[name], args.loop if args.loop in BY_NAME[name].loops else "asyncio"
+        )
+        for name in args.impls or (args.impl, args.impl)
+    ]
+    plan = network.Plan(
+        impls=(one, two),
+        members=args.members,
+        senders=args.senders or min(DEFAULT_SENDERS, args.members - 1),
+        window=args.window or DEFAULT_WINDOW,
+        duration=args.duration or network.DEFAULT_DURATION,
+        rounds=args.rounds,
+        transport=args.redis_transport,
+    )
+    print(network.run_and_report(plan, args.out or network.DEFAULT_OUT))
+    return 0
+
+
 RUNNERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "compare": run_compare,
     "matrix": run_matrix_command,
@@ -160,6 +182,7 @@ RUNNERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "echo": run_echo,
     "chat": run_members,
     "idle": run_members,
+    "network": run_network,
 }
 
 

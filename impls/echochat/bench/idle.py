@@ -44,7 +44,7 @@ def run_idle(
     server.warm_up()
     before = server.rss()
     start = time.monotonic()
-    socks = open_clients(server.port, clients, in_flight=in_flight)
+    socks = open_clients([server.port], clients, in_flight=in_flight)
     try:
         elapsed = time.monotonic() - start
         # Every client has its PONG, so the server has done all their work.

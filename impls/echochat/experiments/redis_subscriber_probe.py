@@ -17,6 +17,15 @@ A client kind is one function: an async context manager that connects to
 URL, subscribes to CHANNEL, returns once Redis confirmed the subscription,
 and yields ``next_message(patience)``. Libraries are imported inside their
 function: they are optional extras.
+
+echochat's kind is the exception that the experiment is about: its
+subscriber is a chat server, not this process. Here URL is that server's
+``irc://127.0.0.1:PORT`` and CHANNEL an IRC channel; this process is a user
+of the server who joined the channel and reads what the server delivers
+(the parent stops the server itself for the ``block`` stall). What a library
+tells its application by raising, the server tells its users with a NOTICE:
+``next_message`` returns those as ``Notice``, so that a message lost without
+a word (a silent hole) can be told from one lost after a warning.
 """
 
 from __future__ import annotations
@@ -26,9 +35,10 @@ import asyncio
 import json
 import sys
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 # Every subscriber connection carries this name, so the parent finds it in CLIENT LIST.
 CLIENT_NAME = "echochat-subscriber"
@@ -37,9 +47,17 @@ SEQUENCE_DIGITS = 10
 # How long a library may take to connect and subscribe.
 SUBSCRIBE_TIMEOUT = 10.0
 
-# The payload of the next message, or None if none came within ``patience``
-# seconds (or the library consumed a frame that was no message).
-NextMessage = Callable[[float], Awaitable[bytes | None]]
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """What the subscriber was told about its link, between two messages (echochat's NOTICE)."""
+
+    text: str
+
+
+# The payload of the next message, a Notice, or None if none came within
+# ``patience`` seconds (or the library consumed a frame that was no message).
+NextMessage = Callable[[float], Awaitable[bytes | Notice | None]]
 Subscription = Callable[[str, str], AbstractAsyncContextManager[NextMessage]]
 
 
@@ -86,15 +104,75 @@ async def coredis_client(url: str, channel: str) -> AsyncIterator[NextMessage]:
         yield next_message
 
 
-# The client kinds, by name. echochat's own Redis link (issue 16) becomes the
-# third: one more function of the shape above, added here as "echochat", and
-# the experiment measures it beside these (redis_subscriber.ORDER names it).
+# The nick of echochat's user here, and the lines it answers or reads.
+READER_NICK = "reader"
+
+
+@asynccontextmanager
+async def echochat_link(url: str, channel: str) -> AsyncIterator[NextMessage]:
+    """A user of the echochat server at ``url`` (irc://HOST:PORT), a member of ``channel``.
+
+    The server subscribes to Redis; this returns once the server has run the
+    user's JOIN (a PING's answer comes after it), and yields the payloads of
+    the channel's messages and the server's notices. An ERROR line and the
+    end of the connection (a user dropped for its SendQ) are raised.
+    """
+    address = urllib.parse.urlsplit(url)
+    reader, writer = await asyncio.open_connection(address.hostname, address.port)
+    privmsg = f" PRIVMSG {channel} :".encode()
+    try:
+        async with asyncio.timeout(SUBSCRIBE_TIMEOUT):
+            # JOIN once welcomed: on a network the welcome waits for the user's
+            # introduction to come back from Redis, and a JOIN before it is refused.
+            writer.write(f"NICK {READER_NICK}\r\nUSER r 0 * :reader\r\n".encode())
+            await _read_until(reader, f" 001 {READER_NICK} :".encode(), channel)
+            # A registered user's PING is answered after its JOIN has run.
+            writer.write(f"JOIN {channel}\r\nPING :subscribed\r\n".encode())
+            await _read_until(reader, b" :subscribed\r\n", channel)
+
+        async def next_message(patience: float) -> bytes | Notice | None:
+            try:
+                async with asyncio.timeout(patience):
+                    return await _next_for_user(reader, writer, privmsg)
+            except TimeoutError:
+                return None
+
+        yield next_message
+    finally:
+        writer.close()
+
+
+async def _read_until(reader: asyncio.StreamReader, marker: bytes, channel: str) -> None:
+    while marker not in (line := await reader.readline()):
+        if not line or line.startswith(b"ERROR "):
+            raise RuntimeError(f"echochat: not joined to {channel}: {line!r}")
+
+
+async def _next_for_user(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, privmsg: bytes
+) -> bytes | Notice:
+    """The next message's payload or server notice; the rest (JOIN, QUIT...) is skipped."""
+    while line := await reader.readline():
+        if (start := line.find(privmsg)) >= 0:
+            return line[start + len(privmsg) :].rstrip(b"\r\n")
+        words = line.split(b" ", 3)
+        if words[0] == b"PING":
+            writer.write(b"PONG " + b" ".join(words[1:]))
+        elif words[0] == b"ERROR":
+            raise ConnectionError(f"the server closed the connection: {line.decode().strip()}")
+        elif len(words) == 4 and words[1] == b"NOTICE" and words[3].startswith(b":***"):
+            return Notice(words[3][1:].decode().strip())
+    raise ConnectionError("the server closed the connection")
+
+
+# The client kinds, by name, in redis_subscriber.ORDER.
 KINDS: dict[str, Subscription] = {
     "redis-py": redis_py,
     "coredis": coredis_client,
+    "echochat": echochat_link,
 }
 # The module each kind needs: a kind whose module is missing is skipped, and said so.
-REQUIRES = {"redis-py": "redis", "coredis": "coredis"}
+REQUIRES = {"redis-py": "redis", "coredis": "coredis", "echochat": "echochat"}
 
 
 @dataclass(slots=True)
@@ -122,6 +200,10 @@ class Outcome:
     error: str | None = None
     read_seconds: float = 0.0
     ended_by: str = "count"
+    # What the subscriber was told (echochat's notices), each after the message numbered.
+    notices: list[tuple[int | None, str]] = field(default_factory=list)
+    # Messages missing with no notice or error since the last one received: lost silently.
+    silently_lost: int = 0
 
     def record(self, payload: bytes) -> None:
         sequence = int(payload[:SEQUENCE_DIGITS])
@@ -130,10 +212,26 @@ class Outcome:
                 self.backwards += 1
             else:
                 self.skipped += sequence - self.last - 1
+                self._hole(sequence - self.last - 1)
+        else:
+            self._hole(sequence)  # Those before the first.
         if self.first is None:
             self.first = sequence
         self.last = sequence
         self.received += 1
+
+    def told(self, notice: Notice) -> None:
+        self.notices.append((self.last, notice.text))
+
+    def finish(self, count: int) -> None:
+        """The end of reading: the messages after the last received are a hole too, unless
+        the library raised (it said so)."""
+        if self.error is None:
+            self._hole(count - 1 - (-1 if self.last is None else self.last))
+
+    def _hole(self, missing: int) -> None:
+        if missing > 0 and not (self.notices and self.notices[-1][0] == self.last):
+            self.silently_lost += missing
 
 
 async def subscribe_and_stall(plan: Plan) -> Outcome:
@@ -159,18 +257,22 @@ async def subscribe_and_stall(plan: Plan) -> Outcome:
                 outcome.error = f"{type(error).__module__}.{type(error).__qualname__}: {error}"
                 outcome.ended_by = "raised"
                 break
-            if payload is not None:
+            if isinstance(payload, Notice):
+                outcome.told(payload)
+                idle_since = time.monotonic()
+            elif payload is not None:
                 outcome.record(payload)
                 idle_since = time.monotonic()
         outcome.read_seconds = time.monotonic() - started
+    outcome.finish(plan.count)
     return outcome
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m echochat.experiments.redis_subscriber_probe")
     parser.add_argument("kind", choices=list(KINDS))
-    parser.add_argument("url", help="unix:///PATH or redis://HOST:PORT")
-    parser.add_argument("channel")
+    parser.add_argument("url", help="unix:///PATH or redis://HOST:PORT (echochat: irc://HOST:PORT)")
+    parser.add_argument("channel", help="a Redis channel (echochat: an IRC channel)")
     parser.add_argument("--count", type=int, required=True, help="messages to read at most")
     parser.add_argument("--stall", type=float, required=True, help="seconds without reading")
     parser.add_argument("--stall-kind", choices=["await", "block"], required=True)
