@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from irc import IrcClient
+from redisserver import PrivateRedis
 from servers import IMPLS, ServerProcess
 
 
@@ -64,3 +66,25 @@ def connect(
         return open_client(chat_server.port, **options)
 
     return open_to_shared_server
+
+
+@pytest.fixture
+def start_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., PrivateRedis]]:
+    """Start private Redis servers: ``start_redis(tcp=False, options=())``; stopped at the end.
+
+    Each in a directory of its own, short enough for a unix socket's path.
+    """
+    with contextlib.ExitStack() as servers:
+        # ExitStack stops every one, even if stopping another failed its checks.
+
+        def start(*, tcp: bool = False, options: tuple[str, ...] = ()) -> PrivateRedis:
+            server = PrivateRedis(tmp_path_factory.mktemp("redis"), tcp=tcp, options=options)
+            return servers.enter_context(server)
+
+        yield start
+
+
+@pytest.fixture
+def redis(start_redis: Callable[..., PrivateRedis]) -> PrivateRedis:
+    """A private Redis for this test on a unix socket; ``redis.url`` is its unix:// URL."""
+    return start_redis()

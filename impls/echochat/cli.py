@@ -289,7 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=_DefaultsFormatter,
     )
-    experiment.add_argument("name", choices=[*EXPERIMENTS, "all"], help="which experiment")
+    experiment.add_argument(
+        "name",
+        choices=[*EXPERIMENTS, "all"],
+        help="which experiment; redis-subscriber compares Redis client libraries (redis-py, "
+        "coredis) as subscribers that stall, against a private redis-server",
+    )
     experiment.add_argument(
         "--quick", action="store_true", help="a short run (seconds), as the tests do"
     )

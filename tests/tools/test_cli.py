@@ -13,6 +13,7 @@ import pytest
 
 from certs import encrypt_key, make_certificate
 from echochat.core.passwords import PasswordHash
+from echochat.experiments import EXPERIMENTS
 from echochat.options import system_backlog_limit
 from servers import IMPLS, echochat
 
@@ -94,6 +95,14 @@ def test_help_shows_defaults_only_where_there_are_some() -> None:
     bench = echochat("bench", "--help").stdout
     assert "the implementation to load" in bench
     assert "(default: asyncio)" in bench
+
+
+def test_experiment_help_names_every_experiment() -> None:
+    result = echochat("experiment", "--help")
+    assert result.returncode == 0
+    for name in [*EXPERIMENTS, "all"]:
+        assert name in result.stdout, name
+    assert "redis-subscriber" in EXPERIMENTS
 
 
 def test_trying_an_experiment_or_the_matrix_leaves_the_docs_figures_alone() -> None:

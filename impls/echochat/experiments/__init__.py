@@ -29,4 +29,5 @@ EXPERIMENTS = {
     "cancel": "echochat.experiments.cancel",
     "sendq-burst": "echochat.experiments.sendq_burst",
     "tls": "echochat.experiments.tls",
+    "redis-subscriber": "echochat.experiments.redis_subscriber",
 }
