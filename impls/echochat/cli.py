@@ -26,6 +26,8 @@ from echochat.core.limits import (
     DEFAULT_REGISTRATION_TIMEOUT,
     DEFAULT_SENDQ,
     DEFAULT_SERVER_NAME,
+    DEFAULT_SPLIT_AFTER,
+    HEARTBEAT,
 )
 from echochat.core.passwords import SALT_BYTES, PasswordHash, hash_password
 from echochat.core.redislink import RedisAddress, parse_redis_url
@@ -174,6 +176,15 @@ def build_parser() -> argparse.ArgumentParser:
         "this Redis, redis://HOST:PORT or unix:///PATH: channels, private messages and nicks "
         "then span every server. An unreachable Redis is retried while this server serves "
         "its own users (docs/scale-out.md)",
+    )
+    serve.add_argument(
+        "--split-after",
+        type=_split_after,
+        default=DEFAULT_SPLIT_AFTER,
+        metavar="SECONDS",
+        help="chat, with --redis: a server of the network not heard from for this long is "
+        "split off, its users quit with '*.net *.split' (every server sends a heartbeat "
+        f"each {HEARTBEAT:g} s)",
     )
     serve.add_argument(
         "--max-per-ip",
@@ -464,6 +475,15 @@ def _rate(text: str) -> float:
     return value
 
 
+def _split_after(text: str) -> float:
+    seconds = _seconds(text)
+    if seconds < 3 * HEARTBEAT:
+        raise argparse.ArgumentTypeError(
+            f"at least {3 * HEARTBEAT:g} s (three heartbeats), not {text}"
+        )
+    return seconds
+
+
 def _redis_url(text: str) -> RedisAddress:
     try:
         return parse_redis_url(text)
@@ -685,6 +705,7 @@ def _limits_from(args: argparse.Namespace) -> Limits:
         motd=None if args.motd is None else _read_motd(args.motd),
         password_hash=args.password_hash,
         opers=tuple(args.oper),
+        split_after=args.split_after,
     )
 
 

@@ -61,8 +61,10 @@ class ChatHub:
         # On a network the core draws its ids and reconnection jitter from these bits.
         seed = int.from_bytes(os.urandom(8)) if options.redis is not None else None
         self.core = ChatCore(options.limits, created=created, epoch=epoch, network_seed=seed)
-        # The two connections to Redis while the link is open (--redis).
+        # The two connections to Redis while the link is open (--redis), and
+        # whether the core had joined the network at the last call (for the log).
         self.link_peers: dict[LinkRole, LinkPeer] = {}
+        self.joined = False
         # The framework's monotonic clock, the one its deadlines are set on.
         self.clock = clock
         self.peers: dict[ConnId, Peer] = {}
@@ -174,6 +176,7 @@ class ChatHub:
                 self.registering.discard(effect.conn)
                 self.peers.pop(effect.conn).close(effect.farewell, effect.flush)
         if self.options.redis is not None:
+            self._note_network()
             for link_effect in self.core.take_link_effects():
                 if isinstance(link_effect, LinkSend):
                     if (link_peer := self.link_peers.get(link_effect.role)) is not None:
@@ -182,6 +185,13 @@ class ChatHub:
                     self._close_link(link_effect)
         if self.trace_sendq:
             self._trace_sendq({e.conn: None for e in effects if isinstance(e, Send)})
+
+    def _note_network(self) -> None:
+        # Leaving is logged where the link is lost, with the reason.
+        if self.core.joined != self.joined:
+            self.joined = self.core.joined
+            if self.joined:
+                log.info("joined the network as %s", self.options.limits.server_name)
 
     def _close_link(self, effect: CloseLink) -> None:
         if effect.flush:

@@ -12,6 +12,7 @@ cores decide from it.
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 import hiredis
 from core_helpers import Harness, lenient_limits
@@ -61,11 +62,11 @@ class Bus:
         self.in_flight: deque[tuple[str, LinkRole, bytes]] = deque()
         self.published: list[bytes] = []
 
-    def add(self, name: str, key: str | None = None) -> Server:
+    def add(self, name: str, key: str | None = None, **limits: Any) -> Server:
         """A server named ``name`` (``key`` tells two of one name apart)."""
         key = key or name
         seed = len(self.servers) + 1
-        server = Server(self, key, lenient_limits(server_name=name), seed)
+        server = Server(self, key, lenient_limits(server_name=name, **limits), seed)
         self.servers[key] = server
         return server
 

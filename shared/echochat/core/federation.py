@@ -22,7 +22,7 @@ channel, the bus:
   it. The joining server then introduces its own users and their channels
   (``BURST``), which every server merges the same way: the older nick keeps
   it and the older channel keeps its modes (TS6's rules).
-* Servers publish a heartbeat (``H``); a server silent for ``SILENCE`` seconds
+* Servers publish a heartbeat (``H``); a server silent for ``split_after`` seconds
   is split off (``SPLIT``): its users quit with ``*.net *.split``. A server
   that loses Redis splits the others off locally, serves its own users
   alone, tells them, and joins again when the link returns.
@@ -45,7 +45,7 @@ from echochat.core.commands.channels import send_topic
 from echochat.core.commands.registration import complete_registration, rename, try_register
 from echochat.core.effects import Close, CloseLink, ConnId, LinkEffect, LinkSend
 from echochat.core.framing import LineFramer
-from echochat.core.limits import Limits
+from echochat.core.limits import HEARTBEAT, Limits
 from echochat.core.message import Message, ascii_lower, parse
 from echochat.core.network import Network
 from echochat.core.redislink import (
@@ -60,22 +60,22 @@ from echochat.core.redislink import (
 from echochat.core.state import Ban, Channel, Client, PastNick, Seconds, UnixTime, compile_mask
 from echochat.core.version import __version__
 
-# Every server publishes a heartbeat this often; one not heard from for SILENCE
-# seconds is split off (the contract: noticed within 15 seconds).
-HEARTBEAT = 3.0
-SILENCE = 10.0
 # How long a joining server waits for a snapshot before it takes the network to be empty.
-SYNC_WAIT = 2.0
+SYNC_WAIT = 1.0
 SPLIT_REASON = "*.net *.split"
 
-# Commands that change nothing any other server keeps: their answer is only
-# for whoever sent them, so the other servers skip them when Redis delivers them.
-QUERIES = frozenset({"WHO", "WHOIS", "WHOWAS", "NAMES", "LIST", "ISON", "USERHOST"})
-# Commands answered at once by the server the user is on, never published:
-# they read this server's own configuration or connection state.
-LOCAL_COMMANDS = frozenset(
-    {"PING", "PONG", "CAP", "PASS", "USER", "MOTD", "VERSION", "TIME", "INFO", "LUSERS", "OPER"}
+# Commands run only by the server of the user who sent them, when Redis
+# delivers them: they change nothing the other servers keep, and their answer
+# is for the sender alone, or they read this server's own configuration (OPER's
+# hashes, the MOTD). They still cross the bus, so that a user's answers come
+# in the order of its commands (a PING after a JOIN is answered after it).
+ORIGIN_ONLY = frozenset(
+    {"WHO", "WHOIS", "WHOWAS", "NAMES", "LIST", "ISON", "USERHOST", "PING"}
+    | {"MOTD", "VERSION", "TIME", "INFO", "LUSERS", "OPER"}
 )
+# Commands run at once by the user's server and never published: a PONG only
+# counts as activity, and the rest only refuse (462) once a user is registered.
+LOCAL_COMMANDS = frozenset({"PONG", "CAP", "PASS", "USER"})
 
 
 class LinkRefusedError(Exception):
@@ -243,7 +243,9 @@ class Federation(Network):
 
     def _tell_users_if_rejoined(self) -> None:
         if any(c.registered and c.origin is None for c in self._clients.values()):
-            self._tell_users("Joined the network again: users of the other servers are back.")
+            self._tell_users(
+                "Linked to the network: users of the other servers can be reached again."
+            )
 
     # -- Sending events ----------------------------------------------------------------------
 
@@ -271,6 +273,16 @@ class Federation(Network):
         fields["realname"] = client.realname
         self._publish_for(client, b"U", json.dumps(fields).encode(), self.now)
         return True
+
+    def _welcomed(self, client: Client) -> None:
+        if self.link is not None and not self.joined:
+            self._server_reply(
+                client,
+                "NOTICE",
+                [client.name],
+                "*** This server is not linked to its network yet (Redis cannot be reached): "
+                "only users of this server can be reached until it is.",
+            )
 
     def _goes_through_bus(self, client: Client, command: str) -> bool:
         return self.joined and client.registered and command not in LOCAL_COMMANDS
@@ -402,7 +414,7 @@ class Federation(Network):
 
     def _apply_line(self, client: Client, raw: bytes) -> None:
         message = parse(raw.decode("utf-8"))
-        if message is None or (client.origin is not None and message.command in QUERIES):
+        if message is None or (client.origin is not None and message.command in ORIGIN_ONLY):
             return
         self._dispatch(client, message)
 
@@ -747,7 +759,9 @@ class Federation(Network):
         if self.joined:
             deadlines.append(self._next_heartbeat)
             deadlines.extend(
-                heard + SILENCE for name, heard in self._heard.items() if name != self.server_name
+                heard + self.limits.split_after
+                for name, heard in self._heard.items()
+                if name != self.server_name
             )
         return min(deadlines, default=None)
 
@@ -767,8 +781,9 @@ class Federation(Network):
                 self._next_heartbeat = now + HEARTBEAT
                 self._publish(b"H", [], now)
             for name, heard in list(self._heard.items()):
-                if name != self.server_name and now >= heard + SILENCE:
-                    reason = f"no word from {name} for {SILENCE:g} s"
+                silence = self.limits.split_after
+                if name != self.server_name and now >= heard + silence:
+                    reason = f"no word from {name} for {silence:g} s"
                     self._ask_split(name, self._servers[name], reason, now)
 
 

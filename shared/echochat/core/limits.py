@@ -18,6 +18,11 @@ DEFAULT_FLOOD_BURST = 20
 DEFAULT_FLOOD_RATE = 5.0
 DEFAULT_RECVQ = 8192
 DEFAULT_MAX_PER_IP = 16
+# On a network (--redis): every server publishes a heartbeat this often, and
+# one not heard from for DEFAULT_SPLIT_AFTER seconds is split off (the
+# contract: a dead server is noticed within 15 seconds).
+HEARTBEAT = 1.0
+DEFAULT_SPLIT_AFTER = 10.0
 
 # How many bytes an adapter asks the socket for at a time. 64 KiB matches
 # trio's and anyio's default receive size, and keeps an echo connection's
@@ -91,6 +96,9 @@ class Limits:
     password_hash: PasswordHash | None = None
     # Server operators: OPER <name> <password> is checked against name's hash.
     opers: tuple[tuple[str, PasswordHash], ...] = ()
+    # On a network (--redis): how long another server may be silent before its
+    # users are split off.
+    split_after: float = DEFAULT_SPLIT_AFTER
 
     def __post_init__(self) -> None:
         # 512 is the IRC line size; below ~64 bytes not even the numerics fit.
@@ -115,6 +123,11 @@ class Limits:
             )
         if not self.server_name or any(c in self.server_name for c in " \r\n\0:!@"):
             raise ValueError(f"server_name {self.server_name!r} is not a valid IRC server name")
+        if self.split_after < 3 * HEARTBEAT:
+            raise ValueError(
+                f"split_after must be at least {3 * HEARTBEAT:g} s (three heartbeats), "
+                f"not {self.split_after}"
+            )
         for name, _ in self.opers:
             if not name or any(c in name for c in " \r\n\0:"):
                 raise ValueError(f"operator name {name!r} is not one word")

@@ -222,6 +222,9 @@ class Network:
         """Whether ``client``'s matching OPER must first cross the network (see Federation)."""
         return False
 
+    def _welcomed(self, client: Client) -> None:
+        """``client`` got its welcome; a network tells it if it is cut off (see Federation)."""
+
     def _introduce(self, client: Client) -> bool:
         """Whether ``client``'s registration must first cross the network (see Federation)."""
         return False

@@ -164,3 +164,4 @@ def complete_registration(net: Network, client: Client) -> None:
     # LUSERS is left out of the welcome (Modern IRC makes it optional), so
     # that the burst fits a small SendQ; MOTD (or 422) ends it, as clients expect.
     send_motd(net, client)
+    net._welcomed(client)

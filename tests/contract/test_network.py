@@ -1,0 +1,214 @@
+"""Channels across servers (--redis), over a real Redis, for every implementation.
+
+Each test starts a private Redis on a unix socket and servers of the
+implementation under test beside a server of another implementation
+(``partner``), so every implementation is checked against a different one.
+The rules themselves, in every interleaving, are the pure tests of
+tests/core/test_federation.py; these check that each adapter carries them.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from echochat.launch import echochat_command
+from echochat.registry import parse_configuration
+from irc import IrcClient, unique_channel, unique_nick
+from redisserver import PrivateRedis
+from servers import ServerProcess, echochat
+
+SPLIT = "*.net *.split"
+# Fast enough for a test, and still three heartbeats.
+SPLIT_AFTER = "3"
+
+
+@pytest.fixture(scope="module")
+def partner(impl: str) -> str:
+    """Another implementation, for the second server: different from the one under test."""
+    return "trio" if not impl.startswith("trio") else "asyncio"
+
+
+@pytest.fixture
+def network_server(impl: str, redis: PrivateRedis) -> Iterator[Callable[..., ServerProcess]]:
+    """Start chat servers on the test's Redis: ``network_server(name, impl=None, *options)``."""
+    started: list[ServerProcess] = []
+
+    def start(name: str, implementation: str | None = None, *options: str) -> ServerProcess:
+        server = ServerProcess(
+            implementation or impl,
+            "chat",
+            "--redis",
+            redis.url,
+            "--server-name",
+            name,
+            "--split-after",
+            SPLIT_AFTER,
+            "--log-level",
+            "info",
+            *options,
+        )
+        started.append(server)
+        server.wait_for_log("joined the network")
+        return server
+
+    yield start
+    for server in started:
+        if server.process.poll() is None:
+            server.stop()
+
+
+def joined_client(
+    server: ServerProcess, open_client: Callable[..., IrcClient], nick: str
+) -> IrcClient:
+    client = open_client(server.port)
+    client.register(nick)
+    return client
+
+
+def test_a_channel_private_messages_nicks_and_queries_span_two_implementations(
+    impl: str,
+    partner: str,
+    network_server: Callable[..., ServerProcess],
+    open_client: Callable[..., IrcClient],
+) -> None:
+    a = network_server("a.test")
+    b = network_server("b.test", partner)
+    alice_nick, bob_nick, channel = unique_nick("alice"), unique_nick("bob"), unique_channel()
+    alice = joined_client(a, open_client, alice_nick)
+    bob = joined_client(b, open_client, bob_nick)
+    alice.join(channel)
+    names = bob.join(channel)
+    assert any(re.search(rf" 353 .*:@{alice_nick} {bob_nick}$", line) for line in names), names
+    alice.expect(rf":{bob_nick}!\S+ JOIN {channel}")
+    # Both ways, and each member gets one copy, in one order.
+    alice.send(*(f"PRIVMSG {channel} :from a {n}" for n in range(20)))
+    bob.send(*(f"PRIVMSG {channel} :from b {n}" for n in range(20)))
+    bob_got = [line for line in bob.read_until(r".*:from a 19") if "from a" in line]
+    assert [line.rsplit(" ", 1)[1] for line in bob_got] == [str(n) for n in range(20)]
+    alice_got = [line for line in alice.read_until(r".*:from b 19") if "from b" in line]
+    assert len(alice_got) == 20
+    # A private message, a nick taken on the other server, WHOIS naming the server.
+    bob.send(f"PRIVMSG {alice_nick} :psst")
+    alice.expect(rf":{bob_nick}!\S+ PRIVMSG {alice_nick} :psst")
+    bob.send(f"NICK {alice_nick}")
+    bob.expect(rf":\S+ 433 {bob_nick} {alice_nick} :Nickname is already in use")
+    bob.send(f"WHOIS {alice_nick}")
+    whois = bob.read_until(r":\S+ 318 .*")
+    assert any(
+        re.fullmatch(rf":\S+ 312 {bob_nick} {alice_nick} a\.test :.*", line) for line in whois
+    )
+    # Moderation across servers: alice is the channel's operator.
+    alice.send(f"KICK {channel} {bob_nick} :out")
+    bob.expect(rf":{alice_nick}!\S+ KICK {channel} {bob_nick} :out")
+    alice.expect(rf":{alice_nick}!\S+ KICK {channel} {bob_nick} :out")
+    bob.send("QUIT :bye")
+    bob.expect_eof()
+    assert alice.sync() == []  # bob had left the channel: no QUIT for alice.
+
+
+def test_a_killed_server_is_split_and_a_restarted_redis_is_rejoined(
+    impl: str,
+    partner: str,
+    redis: PrivateRedis,
+    network_server: Callable[..., ServerProcess],
+    open_client: Callable[..., IrcClient],
+) -> None:
+    a = network_server("a.test")
+    b = network_server("b.test", partner)
+    channel = unique_channel()
+    alice = joined_client(a, open_client, unique_nick("alice"))
+    bob_nick = unique_nick("bob")
+    bob = joined_client(b, open_client, bob_nick)
+    alice.join(channel)
+    bob.join(channel)
+    alice.expect(rf":{bob_nick}!\S+ JOIN {channel}")
+    b.process.send_signal(signal.SIGKILL)
+    b.process.wait()
+    started = time.monotonic()
+    alice.expect(rf":{bob_nick}!\S+ QUIT :{re.escape(SPLIT)}")
+    assert time.monotonic() - started < 15
+    # bob's nick is free again.
+    again = joined_client(a, open_client, bob_nick)
+    # Redis goes away: a keeps serving its own users and tells them.
+    redis.stop()
+    alice.expect(r":a\.test NOTICE \S+ :\*\*\* Lost the link to the network .*")
+    again.expect(r":a\.test NOTICE \S+ :\*\*\* Lost the link to the network .*")
+    alice.send(f"PRIVMSG {bob_nick} :still here?")
+    again.expect(rf":{alice.nick}!\S+ PRIVMSG {bob_nick} :still here\?")
+    redis.start()
+    alice.expect(r":a\.test NOTICE \S+ :\*\*\* Linked to the network.*")
+    c = network_server("c.test", partner)
+    carol = joined_client(c, open_client, unique_nick("carol"))
+    carol.send(f"PRIVMSG {alice.nick} :welcome back")
+    alice.expect(rf":{carol.nick}!\S+ PRIVMSG {alice.nick} :welcome back")
+
+
+def test_a_second_server_with_a_live_name_is_refused(
+    impl: str, redis: PrivateRedis, network_server: Callable[..., ServerProcess]
+) -> None:
+    network_server("twin.test")
+    implementation, loop = parse_configuration(impl)
+    result = echochat(
+        *echochat_command(implementation.name, "chat", loop=loop)[3:],
+        *("--redis", redis.url, "--server-name", "twin.test"),
+    )
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "twin.test" in lines[0]
+    assert "in use by another live server" in lines[0]
+
+
+def test_an_unreachable_redis_at_start_is_retried_while_users_are_served(
+    impl: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    open_client: Callable[..., IrcClient],
+) -> None:
+    directory = tmp_path_factory.mktemp("late")
+    redis = PrivateRedis(directory)
+    url = f"unix://{directory}/redis.sock"
+    server = ServerProcess(impl, "chat", "--redis", url, "--server-name", "late.test")
+    try:
+        server.wait_for_log("cannot reach Redis")
+        alice = open_client(server.port)
+        alice.register(unique_nick("alice"))
+        alice.expect(r":\S+ NOTICE \S+ :\*\*\* This server is not linked to its network yet.*")
+        with redis:
+            alice.expect(r":\S+ NOTICE \S+ :\*\*\* Linked to the network.*")
+        server.stop()
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+
+
+def test_a_client_that_never_reads_is_dropped_and_the_network_stays_healthy(
+    impl: str,
+    partner: str,
+    network_server: Callable[..., ServerProcess],
+    open_client: Callable[..., IrcClient],
+) -> None:
+    a = network_server("a.test", None, "--sendq", "65536", "--flood-rate", "0")
+    b = network_server("b.test", partner, "--flood-rate", "0")
+    channel = unique_channel()
+    stalled = open_client(a.port, rcvbuf=4096)
+    stalled.register(unique_nick("stalled"))
+    stalled.join(channel)
+    reader = joined_client(a, open_client, unique_nick("reader"))
+    reader.join(channel)
+    talker = joined_client(b, open_client, unique_nick("talker"))
+    talker.join(channel)
+    text = "x" * 400
+    talker.send(*(f"PRIVMSG {channel} :{n} {text}" for n in range(2000)))
+    got = reader.read_until(rf".*PRIVMSG {channel} :1999 x+")
+    numbers = [int(line.split(" :", 1)[1].split()[0]) for line in got if " PRIVMSG " in line]
+    assert numbers == list(range(2000))
+    lines = talker.read_until(rf":{stalled.nick}!\S+ QUIT :SendQ exceeded")
+    assert lines
+    # The network is still whole: a message still crosses.
+    talker.send(f"PRIVMSG {reader.nick} :ok")
+    reader.read_until(rf":{talker.nick}!\S+ PRIVMSG {reader.nick} :ok")
