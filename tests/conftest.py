@@ -46,8 +46,8 @@ def open_client() -> Iterator[Callable[..., IrcClient]]:
     """Open IRC clients to any port: ``open_client(port, rcvbuf=...)``; all closed at the end."""
     clients: list[IrcClient] = []
 
-    def open_one(port: int, **options: int) -> IrcClient:
-        client = IrcClient(port, **options)
+    def open_one(port: int, rcvbuf: int | None = None) -> IrcClient:
+        client = IrcClient(port, rcvbuf=rcvbuf)
         clients.append(client)
         return client
 

@@ -22,7 +22,9 @@ import psutil
 
 from echochat.registry import BY_NAME, EventLoop, configuration_id
 
-_LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)(?:, TLS on 127\.0\.0\.1:(\d+))?\n")
+# The address is --host's: 127.0.0.1 unless the caller chose another (the network
+# tests serve on the addresses of their own hosts, tests/netns.py).
+_LISTENING = re.compile(r"listening on [\d.]+:(\d+)(?:, TLS on [\d.]+:(\d+))?\n")
 
 
 def echochat_command(impl: str, service: str, *options: str, loop: EventLoop) -> list[str]:
@@ -57,7 +59,7 @@ def throwaway_certificate(directory: Path, name: str = "server") -> tuple[Path, 
 
 
 class ServerUnderTest:
-    """A server in a subprocess on 127.0.0.1 that prints ``listening on HOST:PORT`` first."""
+    """A server in a subprocess that prints ``listening on HOST:PORT`` first."""
 
     def __init__(self, label: str, command: list[str], env: dict[str, str] | None = None) -> None:
         self.label = label
