@@ -11,6 +11,9 @@ import sys
 import time
 from collections.abc import Sequence
 from functools import partial
+from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 from echochat.launch import ServerUnderTest, echochat_command
 from echochat.registry import CONTRACT_CONFIGURATIONS, parse_configuration
@@ -95,7 +98,9 @@ class ServerProcess(ServerUnderTest):
         return elapsed
 
 
-def echochat(*args: str, open_files: int | None = None) -> subprocess.CompletedProcess[str]:
+def echochat(
+    *args: str, open_files: int | None = None, timeout: float = 30.0
+) -> subprocess.CompletedProcess[str]:
     """Run the ``echochat`` command to its end, as a user would; its output is captured.
 
     ``open_files``: run it under ``ulimit -n open_files`` (soft and hard limit).
@@ -104,7 +109,7 @@ def echochat(*args: str, open_files: int | None = None) -> subprocess.CompletedP
         [sys.executable, "-m", "echochat", *args],
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=timeout,
         check=False,
         preexec_fn=None if open_files is None else partial(_limit_open_files, open_files),
     )
@@ -112,3 +117,48 @@ def echochat(*args: str, open_files: int | None = None) -> subprocess.CompletedP
 
 def _limit_open_files(limit: int) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+
+class PrivateRedis:
+    """A redis-server of the test's own on a unix socket, keeping nothing on disk: ``url``
+    is what ``--redis`` takes. A context manager; it stops Redis at the end."""
+
+    def __init__(self, directory: Path) -> None:
+        self.socket = directory / "redis.sock"
+        self.url = f"unix://{self.socket}"
+        command = ["redis-server", "--port", "0", "--unixsocket", str(self.socket)]
+        command += ["--save", "", "--appendonly", "no"]
+        # It logs to stdout, a few lines in all with nothing to save.
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        try:
+            self._wait_until_ready()
+        except BaseException:
+            self.process.kill()
+            self.__exit__(None, None, None)
+            raise
+
+    def _wait_until_ready(self) -> None:
+        assert self.process.stdout is not None
+        seen = []
+        for line in self.process.stdout:
+            seen.append(line)
+            # "ready to accept connections at PATH" (7.0), "Ready ... unix" (7.2).
+            if "ready to accept connections" in line.lower():
+                return
+        raise RuntimeError(f"redis-server did not start:\n{''.join(seen)}")
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        assert self.process.stdout is not None
+        self.process.stdout.close()

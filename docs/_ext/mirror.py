@@ -121,6 +121,15 @@ RENAMES: tuple[Rename, ...] = (
     Rename("trio.aclose_forcefully", "anyio.aclose_forcefully", SAME_NAME),
     Rename("trio.current_time", "anyio.current_time", SAME_NAME),
     Rename("trio.sleep", "anyio.sleep", SAME_NAME),
+    Rename("trio.sleep_forever", "anyio.sleep_forever", SAME_NAME),
+    Rename(
+        "trio.TaskStatus",
+        "TaskStatus",
+        "what `start()` hands a task to say it has started, imported from `anyio.abc`",
+    ),
+    Rename("trio.TASK_STATUS_IGNORED", "anyio.TASK_STATUS_IGNORED", SAME_NAME),
+    Rename("trio.open_unix_socket", "anyio.connect_unix", "connect to a unix socket (Redis's)"),
+    Rename("trio.open_tcp_stream", "anyio.connect_tcp", "connect over TCP (to Redis)"),
     Rename("trio.BrokenResourceError", "anyio.BrokenResourceError", SAME_NAME),
     Rename("trio.WouldBlock", "anyio.WouldBlock", SAME_NAME),
     Rename(
@@ -146,9 +155,10 @@ BACKENDS_AND_LISTENER = (
     "`open_tcp_listeners()` (server.py)"
 )
 SUBMODULES = (
-    "`ByteStream`, `SocketStream`, `SocketListener`, `TaskGroup`, `SocketAttribute`, "
-    "`MemoryObjectReceiveStream` and `TLSStream` are in `anyio.abc`, `anyio.streams.memory` and "
-    "`anyio.streams.tls`, not in `anyio` itself as trio's are in `trio`"
+    "`ByteStream`, `SocketStream`, `SocketListener`, `TaskGroup`, `TaskStatus`, "
+    "`SocketAttribute`, `MemoryObjectReceiveStream` and `TLSStream` are in `anyio.abc`, "
+    "`anyio.streams.memory` and `anyio.streams.tls`, not in `anyio` itself as trio's are in "
+    "`trio`"
 )
 TLS_SOCKET = (
     "trio's `SSLStream` passes on only its `SSLObject`'s attributes, not the `.socket` of the "
@@ -212,8 +222,16 @@ WORKAROUND = (
     "reads the sockets it accepts without backpressure (anyio <= 4.16)"
 )
 IMPORT_ORDER = (
-    "sorted imports (ruff): `echochat.anyio_impl` comes before `echochat.options`, "
-    "`echochat.trio_impl` after it"
+    "sorted imports (ruff): the adapter's own `echochat.anyio_impl` comes before the shared "
+    "`echochat.core`, `echochat.hub` and `echochat.options`, `echochat.trio_impl` after them"
+)
+TIMEOUT = (
+    "out of time, trio's `fail_after()` raises `TooSlowError`, anyio's `TimeoutError`, an `OSError`"
+)
+NODELAY = (
+    "trio's `SocketStream` sets `TCP_NODELAY` itself (trio/_highlevel_socket.py); anyio's trio "
+    "backend sets it in `connect_tcp()` and on its asyncio backend the transport does "
+    "(anyio/_backends/_trio.py; Lib/asyncio/selector_events.py)"
 )
 RUN = (
     "`anyio.run()` takes the backend (and uvloop, on asyncio) from the options; "
@@ -455,21 +473,71 @@ ALLOWED: tuple[Allowed, ...] = (
     ),
     Allowed(
         "server.py",
-        (),
         (
-            "from echochat.anyio_impl.chat import ChatService",
-            "from echochat.anyio_impl.echo import EchoService",
+            "from echochat.core import CLOSE_GRACE, AcceptPacer",
+            "from echochat.options import ServerOptions, announce_listening, queue_empty",
         ),
+        (),
         IMPORT_ORDER,
     ),
     Allowed(
         "server.py",
-        (
-            "from echochat.anyio_impl.chat import ChatService",
-            "from echochat.anyio_impl.echo import EchoService",
-        ),
         (),
+        (
+            "from echochat.core import CLOSE_GRACE, AcceptPacer",
+            "from echochat.options import ServerOptions, announce_listening, queue_empty",
+        ),
         IMPORT_ORDER,
+    ),
+    Allowed("link.py", (), ("from anyio.abc import SocketStream, TaskStatus",), SUBMODULES),
+    Allowed("link.py", (), ("from echochat.anyio_impl.chat import take_pending",), IMPORT_ORDER),
+    Allowed("link.py", ("from echochat.anyio_impl.chat import take_pending",), (), IMPORT_ORDER),
+    Allowed(
+        "link.py",
+        ("except (OSError, trio.TooSlowError) as error:",),
+        ("except OSError as error:  # fail_after() raises TimeoutError, an OSError.",),
+        TIMEOUT,
+    ),
+    Allowed(
+        "link.py",
+        ("# Sets TCP_NODELAY, as every SocketStream does: a PUBLISH goes out at once.",),
+        ("# Sets TCP_NODELAY on both backends: a PUBLISH goes out at once.",),
+        NODELAY,
+    ),
+    Allowed(
+        "link.py",
+        (
+            "# bytes(): a Stream's is typed bytes | bytearray, but a",
+            "# SocketStream returns bytes, which it returns as they are.",
+            "while data := bytes(await connection.stream.receive(READ_SIZE)):",
+        ),
+        ("while True:", "data = await connection.stream.receive(READ_SIZE)"),
+        f"{EOF}; and {RECEIVE_TYPE}",
+    ),
+    Allowed(
+        "link.py",
+        (),
+        (
+            "except anyio.EndOfStream:",
+            'return f"Redis closed the {connection.role.value} connection"',
+        ),
+        EOF,
+    ),
+    Allowed(
+        "link.py",
+        ('return f"Redis closed the {connection.role.value} connection"',),
+        (),
+        EOF,
+    ),
+    Allowed(
+        "link.py",
+        ("with trio.move_on_at(math.inf if deadline is None else deadline) as alarm.waiting:",),
+        (
+            "with anyio.CancelScope(",
+            "deadline=math.inf if deadline is None else deadline",
+            ") as alarm.waiting:",
+        ),
+        MOVE_ON_AT,
     ),
     Allowed(
         "server.py",

@@ -11,7 +11,8 @@ so a renamed or deleted function fails the build instead of leaving a stale list
     ```
 
 The columns of ``OPTIONAL`` (asyncio's socket API) are not covered by ``:all:``: a page
-shows one only where it names it, on the steps where it teaches something.
+shows one only where it names it, on the steps where it teaches something. A FILE is
+relative to the adapter's package; ``../loops.py`` names what the asyncio adapters share.
 
 ``adapterdiff`` shows ``diff -u`` between two adapter packages, computed by ``linediff``
 from the files as they are at build time with indentation ignored: a line that only moved
@@ -23,6 +24,7 @@ them, each with its reason (``mirror``; ``tests/tools/test_adapter_mirror.py`` c
 from __future__ import annotations
 
 import itertools
+import posixpath
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -84,7 +86,11 @@ class SideBySide(SphinxDirective):
         filename, colon, pyobject = spec.partition(":")
         if not colon or not pyobject:
             raise self.error(f"sidebyside: {spec!r} is not FILE:OBJECT")
-        path = IMPLS / implementation.package / filename
+        # normpath: ../loops.py, shared by the asyncio adapters, is beside the packages.
+        path = PurePosixPath(posixpath.normpath(IMPLS / implementation.package / filename))
+        if not path.is_relative_to(IMPLS):
+            raise self.error(f"sidebyside: {filename!r} is outside {IMPLS}")
+        shown = str(path.relative_to(IMPLS))
         source = repo_root(self.env) / path
         self.env.note_dependency(str(source))
         reader = LiteralIncludeReader(
@@ -101,11 +107,7 @@ class SideBySide(SphinxDirective):
             self.env,
             path,
             anchor=f"L-{start}",
-            children=[
-                nodes.literal(
-                    f"{implementation.package}/{filename}", f"{implementation.package}/{filename}"
-                )
-            ],
+            children=[nodes.literal(shown, shown)],
         )
         caption += nodes.Text(" ")
         caption += nodes.literal(pyobject, pyobject)

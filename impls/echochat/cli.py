@@ -39,10 +39,12 @@ from echochat.options import (
     allow_open_files,
     system_backlog_limit,
 )
-from echochat.registry import BY_NAME
+from echochat.registry import BY_NAME, MAIN
 from echochat.tls import TLSConfigError, server_context
 
 DEFAULT_PORTS = {"chat": 6667, "echo": 7007}
+# A string, which argparse parses as if given: the help shows it as one would write it.
+DEFAULT_VERSIONS_IMPLS = ",".join(implementation.name for implementation in MAIN)
 
 log = logging.getLogger("echochat")
 
@@ -334,19 +336,40 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         description=(
             "Load generators that run in this process, apart from the servers, against "
             "127.0.0.1 only, bounded in time and count. 'compare' runs the shared contract "
-            "suite and a quick matrix; 'matrix' the full one."
+            "suite and a quick matrix; 'matrix' the full one. 'versions --against PATH_OR_REF' "
+            "compares this checkout's servers with another checkout's, before and after a "
+            "change: echo at 1 KiB and 100 KiB and chat fan-out, on every implementation of "
+            "--impls, both trees' servers alternating in --rounds rounds; it prints one row per "
+            "implementation and load (medians, this/base per round with its lowest and "
+            "highest, server CPU per message, and a verdict: within 10 %, slower by X %, "
+            "faster by X %, or within noise when the rounds disagree) and writes "
+            "build/versions/versions.json. With the defaults it takes about 5 minutes."
         ),
         formatter_class=_DefaultsFormatter,
     )
     bench.add_argument(
         "kind",
-        choices=["compare", "matrix", "echo", "chat", "idle", "echo-cpu", "storm", "layers"],
+        choices=[
+            "compare",
+            "matrix",
+            "echo",
+            "chat",
+            "idle",
+            "echo-cpu",
+            "storm",
+            "layers",
+            "versions",
+            "tls",
+        ],
         help="compare: contract suite + quick matrix; matrix: every implementation and load; "
         "echo/chat/idle: one load against one implementation; echo-cpu: asyncio's echo beside "
         "its minimal server, warmed or cold, with glibc's default mmap threshold or a fixed one; "
         "storm: every implementation under a connect/close storm, with the PING round trips "
         "of clients already connected; layers: asyncio's socket API, Streams and Protocol "
-        "minimal servers on asyncio and uvloop, echo and an accept storm",
+        "minimal servers on asyncio and uvloop, echo and an accept storm; versions: this "
+        "checkout against --against, echo and fan-out on both, interleaved; tls: echo over "
+        "TLS beside plain TCP, every implementation that serves TLS and its minimal server "
+        "(the C client with OpenSSL)",
     )
     bench.add_argument(
         "--impl",
@@ -363,7 +386,8 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     bench.add_argument(
         "--quick",
         action="store_true",
-        help="matrix: the short plan; storm: 1 s per server; layers: one round",
+        help="matrix: the short plan (no TLS rows); storm: 1 s per server; layers: one round; "
+        "tls: one round of 0.5 s",
     )
     bench.add_argument(
         "--size",
@@ -372,7 +396,10 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         help="echo: message bytes (default 1024); echo-cpu: the same (default 102400)",
     )
     bench.add_argument(
-        "--rounds", type=_positive, default=5, help="echo-cpu, layers: interleaved rounds"
+        "--rounds",
+        type=_positive,
+        default=5,
+        help="echo-cpu, layers, versions, tls: interleaved rounds, each with fresh servers",
     )
     bench.add_argument(
         "--strace",
@@ -381,7 +408,11 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     )
     bench.add_argument("--concurrency", type=_positive, default=10, help="echo: connections")
     bench.add_argument(
-        "--duration", type=_positive_seconds, default=3.0, help="echo, echo-cpu: seconds per run"
+        "--duration",
+        type=_positive_seconds,
+        default=None,
+        help="seconds per run. echo, echo-cpu: each run (default 3); versions: each echo "
+        "window and each fan-out's posting (default 2)",
     )
     bench.add_argument(
         "--client",
@@ -400,14 +431,53 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     bench.add_argument(
         "--contract-only", action="store_true", help="compare: the contract suite, no matrix"
     )
-    bench.add_argument("--members", type=_positive, default=100, help="chat: channel members")
+    bench.add_argument(
+        "--members", type=_positive, default=100, help="chat, versions: the channel's members"
+    )
     bench.add_argument("--clients", type=_positive, default=1000, help="idle: clients")
     bench.add_argument(
         "--out",
         type=Path,
         default=None,
         help="where JSON, PNG and Markdown go (default: build/compare for compare, "
-        "build/bench for matrix, build for storm, build/layers for layers)",
+        "build/bench for matrix, build for storm, build/layers for layers, build/versions "
+        "for versions, build/tls for tls)",
+    )
+    bench.add_argument(
+        "--against",
+        metavar="PATH_OR_REF",
+        default=None,
+        help="versions: the other checkout (base). A directory: a checkout of echochat with "
+        "its own venv (DIR/.venv, or --against-python). Otherwise a git ref of this "
+        "repository (a commit, branch or tag), exported into build/checkouts/COMMIT with a "
+        "venv installed there by pip, with the versions of trio, anyio etc. installed here "
+        "(about a minute, shown as it goes; later runs reuse it). Its servers run with its "
+        "own Python; options its 'serve' lacks are detected from its --help, and loads or "
+        "implementations it cannot run are left out with a note",
+    )
+    bench.add_argument(
+        "--against-python",
+        type=Path,
+        metavar="PYTHON",
+        default=None,
+        help="versions: the Python that runs the --against directory's servers "
+        "(default: DIR/.venv/bin/python); it must import echochat from that directory",
+    )
+    bench.add_argument(
+        "--impls",
+        type=_impl_list,
+        default=DEFAULT_VERSIONS_IMPLS,
+        metavar="IMPL,...",
+        help="versions: the implementations to compare, comma-separated",
+    )
+    bench.add_argument(
+        "--serve-option",
+        action="append",
+        default=None,
+        metavar="OPTION",
+        help="versions: an option for this checkout's servers only (repeatable; write "
+        "--serve-option=--send-buffer=65536), to measure what it changes against --against . "
+        "without it",
     )
     bench.add_argument(
         "--docs",
@@ -415,6 +485,16 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         help="matrix: write the figures into docs/figures and the table into "
         "docs/performance.md (what 'make bench' does)",
     )
+
+
+def _impl_list(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in BY_NAME]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"must name implementations among {', '.join(BY_NAME)}, not {text!r}"
+        )
+    return names
 
 
 def _whole_number(text: str) -> int:
@@ -562,6 +642,7 @@ def serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     check_loop(parser, args.impl, args.loop)
     port = DEFAULT_PORTS[args.service] if args.port is None else args.port
     check_tls_options(parser, args, port)
+    check_redis_option(parser, args)
     if args.tls_cert is not None and not implementation.tls:
         parser.error(
             f"--impl {args.impl} has no TLS: asyncio's loop.sock_*() methods refuse ssl "
@@ -640,6 +721,8 @@ def serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 def bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """`echochat bench`: options checked, then the load; a failure in one line, no traceback."""
     check_loop(parser, args.impl, args.loop)
+    if (args.kind == "versions") != (args.against is not None):
+        parser.error("--against goes with 'bench versions', which needs it")
     if args.kind == "idle":
         check_open_files(parser, "--clients", args.clients, args.clients + 64)
     from echochat.bench.command import run_bench  # noqa: PLC0415  (optional extras)
@@ -669,6 +752,12 @@ def check_tls_options(parser: argparse.ArgumentParser, args: argparse.Namespace,
         parser.error("--tls-port needs --tls-cert and --tls-key")
     if args.tls_port is not None and args.tls_port == port != 0:
         parser.error(f"--tls-port {port} is --port too: TLS and plain TCP need a port each")
+
+
+def check_redis_option(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse --redis where it would mean nothing: an echo server has no network."""
+    if args.redis is not None and args.service != "chat":
+        parser.error("--redis joins chat servers into a network: it needs --service chat")
 
 
 def check_open_files(parser: argparse.ArgumentParser, option: str, value: int, wanted: int) -> None:

@@ -36,6 +36,11 @@ class Peer(Protocol):
         """Stop reading; send the queue (if ``flush``) and ``farewell``; then close."""
 
 
+# The reason an adapter gives link_closed() when its link's tasks stopped because
+# the hub closed the link: never shown, since the core said why when it closed it.
+LINK_CLOSED_HERE = "closed by this server"
+
+
 class LinkPeer(Protocol):
     """What an adapter's connection to Redis offers the hub (``--redis``)."""
 
@@ -61,10 +66,13 @@ class ChatHub:
         # On a network the core draws its ids and reconnection jitter from these bits.
         seed = int.from_bytes(os.urandom(8)) if options.redis is not None else None
         self.core = ChatCore(options.limits, created=created, epoch=epoch, network_seed=seed)
-        # The two connections to Redis while the link is open (--redis), and
-        # whether the core had joined the network at the last call (for the log).
+        # The two connections to Redis while the link is open (--redis).
         self.link_peers: dict[LinkRole, LinkPeer] = {}
-        self.joined = False
+        # The core closed the link itself (CloseLink) and the log said why: the
+        # adapter's link_closed() that follows says nothing more.
+        self.link_cut = False
+        # Whether the log has said that this server is on the network (joined).
+        self.link_joined = False
         # The framework's monotonic clock, the one its deadlines are set on.
         self.clock = clock
         self.peers: dict[ConnId, Peer] = {}
@@ -152,15 +160,17 @@ class ChatHub:
         self._apply(self.core.link_handle_timer(self.clock()))
 
     def link_closed(self, reason: str) -> None:
-        """A connection to Redis failed or closed, or could not be opened."""
+        """A connection to Redis failed or closed, or could not be opened, or the link's
+        tasks ended after the core closed it."""
         if self.link_peers:
             log.warning(
                 "lost the link to Redis at %s (%s); serving this server's users alone",
                 self.options.redis,
                 reason,
             )
-        else:
+        elif not self.link_cut:
             log.warning("cannot reach Redis at %s (%s); will retry", self.options.redis, reason)
+        self.link_cut = False
         for peer in self.link_peers.values():
             peer.close(flush=False)
         self.link_peers = {}
@@ -188,10 +198,11 @@ class ChatHub:
 
     def _note_network(self) -> None:
         # Leaving is logged where the link is lost, with the reason.
-        if self.core.joined != self.joined:
-            self.joined = self.core.joined
-            if self.joined:
-                log.info("joined the network as %s", self.options.limits.server_name)
+        if self.core.joined != self.link_joined:
+            self.link_joined = self.core.joined
+            if self.link_joined:
+                name = self.options.limits.server_name
+                log.info("joined the network as %s at Redis %s", name, self.options.redis)
 
     def _close_link(self, effect: CloseLink) -> None:
         if effect.flush:
@@ -205,6 +216,7 @@ class ChatHub:
         for peer in self.link_peers.values():
             peer.close(effect.flush)
         self.link_peers = {}
+        self.link_cut = True
 
     def _trace_sendq(self, conns: Iterable[ConnId]) -> None:
         now = time.monotonic()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -25,19 +26,28 @@ from echochat.registry import BY_NAME, EventLoop, configuration_id
 # The address is --host's: 127.0.0.1 unless the caller chose another (the network
 # tests serve on the addresses of their own hosts, tests/netns.py).
 _LISTENING = re.compile(r"listening on [\d.]+:(\d+)(?:, TLS on [\d.]+:(\d+))?\n")
+# Load comes from many clients on 127.0.0.1 sending as fast as they can, so
+# chat servers under load run with flood control and the per-IP limit off.
+CHAT_LOAD_OPTIONS = ("--flood-rate", "0", "--max-per-ip", "0")
 
 
 def echochat_command(impl: str, service: str, *options: str, loop: EventLoop) -> list[str]:
-    """The command line of ``echochat serve`` on 127.0.0.1 with a free port.
+    """The command line of ``echochat serve`` on 127.0.0.1 with a free port, in this Python."""
+    return serve_command(sys.executable, impl, service, "--loop", loop, *options)
 
-    Load comes from many clients on 127.0.0.1 sending as fast as they can, so
-    chat servers run with flood control and the per-IP limit off; a caller's
-    own ``options`` come later and win.
+
+def serve_command(python: str | Path, impl: str, service: str, *options: str) -> list[str]:
+    """``echochat serve`` on 127.0.0.1 with a free port, run by ``python`` (any checkout's).
+
+    Chat servers get CHAT_LOAD_OPTIONS; a caller's own ``options`` come later and win.
+    ``bench versions`` starts an older checkout's servers with it too, so it
+    names nothing else a version could lack (not even ``--loop``: asyncio's
+    own loop is every version's default).
     """
-    command = [sys.executable, "-m", "echochat", "serve", "--impl", impl, "--loop", loop]
-    command += ["--service", service, "--host", "127.0.0.1", "--port", "0"]
+    command = [str(python), "-m", "echochat", "serve", "--impl", impl, "--service", service]
+    command += ["--host", "127.0.0.1", "--port", "0"]
     if service == "chat":
-        command += ["--flood-rate", "0", "--max-per-ip", "0"]
+        command += CHAT_LOAD_OPTIONS
     return command + list(options)
 
 
@@ -59,10 +69,21 @@ def throwaway_certificate(directory: Path, name: str = "server") -> tuple[Path, 
 
 
 class ServerUnderTest:
-    """A server in a subprocess that prints ``listening on HOST:PORT`` first."""
+    """A server in a subprocess that prints ``listening on HOST:PORT`` first.
 
-    def __init__(self, label: str, command: list[str], env: dict[str, str] | None = None) -> None:
+    ``ca``: the server speaks TLS on ``port`` with a certificate that this file
+    (a certificate or its CA) checks; None for plain TCP.
+    """
+
+    def __init__(
+        self,
+        label: str,
+        command: list[str],
+        env: dict[str, str] | None = None,
+        ca: Path | None = None,
+    ) -> None:
         self.label = label
+        self.ca = ca
         # Logs go to a file: a pipe nobody reads could block the server.
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115  (closed by stop())
         self.process = subprocess.Popen(
@@ -116,9 +137,28 @@ class ServerUnderTest:
         per read until a connection's EOF lets glibc raise its mmap
         threshold, making it up to 1.7x slower at first (docs/performance.md).
         """
-        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+        with self.connect(timeout=10) as sock:
             sock.sendall(b"PING :warm-up\r\n")
             sock.recv(65536)
+            if self.ca is None:
+                # Only the server's reading of our EOF frees its read buffer and
+                # raises the threshold: wait until it has (it then closes its side),
+                # or the load that follows races the warm-up (a busy machine lost it).
+                sock.shutdown(socket.SHUT_WR)
+                while sock.recv(65536):
+                    pass
+
+    def connect(self, timeout: float) -> socket.socket:
+        """A client connection to ``port``, over TLS (checking the certificate) if it speaks TLS."""
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        if self.ca is None:
+            return sock
+        client = ssl.create_default_context(cafile=str(self.ca))
+        try:
+            return client.wrap_socket(sock, server_hostname="localhost")
+        except BaseException:
+            sock.close()
+            raise
 
     def finish(self, signum: int = signal.SIGTERM, timeout: float = 10.0) -> tuple[float, str, str]:
         """Signal the server and wait for it to exit; return the time taken, its stdout and stderr.

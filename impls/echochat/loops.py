@@ -1,4 +1,5 @@
-"""The event loop an implementation on asyncio runs on, for ``--loop``, and its listening socket.
+"""What the implementations on asyncio share: the event loop for ``--loop``, the listening
+socket, closing a stream, and the timer of the link to Redis (``--redis``).
 
 Apart from options.py, so that only the code that runs on asyncio imports it.
 """
@@ -6,11 +7,14 @@ Apart from options.py, so that only the code that runs on asyncio imports it.
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 import ssl
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
+from typing import Protocol
 
+from echochat.core import CLOSE_GRACE
 from echochat.registry import EventLoop
 
 
@@ -82,3 +86,60 @@ def like_plain_tcp(transport: asyncio.WriteTransport) -> None:
     low-water mark follows as a quarter of the high one, as on plain TCP.
     """
     transport.set_write_buffer_limits(high=PLAIN_HIGH_WATER)
+
+
+async def close_stream(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    try:
+        async with asyncio.timeout(CLOSE_GRACE):
+            await writer.wait_closed()
+    except (TimeoutError, OSError):
+        # close() waits for the peer to take what is still buffered; a peer
+        # that does not read is cut off instead of holding the socket open.
+        writer.transport.abort()
+
+
+def take_queued(first: bytes, outbox: asyncio.Queue[bytes]) -> bytes:
+    """Join ``first`` with everything queued for Redis behind it: one write for many commands."""
+    chunks = [first]
+    while not outbox.empty():
+        chunks.append(outbox.get_nowait())
+    return b"".join(chunks)
+
+
+class LinkClock(Protocol):
+    """What the link's timer needs of the hub (a ChatHub, which this layer may not import)."""
+
+    def link_deadline(self) -> float | None: ...
+
+    def link_handle_timer(self) -> None: ...
+
+
+class LinkAlarm:
+    """The timer task's wait, which Redis's answers can move earlier."""
+
+    def __init__(self) -> None:
+        self.waiting: asyncio.Timeout | None = None
+
+    def rearm(self, hub: LinkClock) -> None:
+        # Only Redis's bytes move the link's deadline earlier (the lease's
+        # first refresh, joining, a heartbeat's first beat): a client's line
+        # that publishes adds a reply's timeout after the lease's next refresh.
+        deadline = hub.link_deadline()
+        # An expired wait, whose task has not yet resumed, calls the core
+        # anyway and then waits for the deadline named then; and reschedule()
+        # would raise RuntimeError on it (Lib/asyncio/timeouts.py).
+        if self.waiting is None or self.waiting.expired() or deadline is None:
+            return
+        if deadline < (math.inf if (when := self.waiting.when()) is None else when):
+            self.waiting.reschedule(deadline)
+
+
+async def timer_loop(hub: LinkClock, alarm: LinkAlarm) -> str:
+    """Call the core at the link's deadlines: the lease, heartbeats, silences, replies overdue."""
+    never = asyncio.Event()  # Only the timeout ends the wait.
+    while True:
+        with suppress(TimeoutError):
+            async with asyncio.timeout_at(hub.link_deadline()) as alarm.waiting:
+                await never.wait()
+        hub.link_handle_timer()

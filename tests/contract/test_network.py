@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 
 import pytest
 
@@ -31,6 +33,13 @@ SPLIT_AFTER = "3"
 def partner(impl: str) -> str:
     """Another implementation, for the second server: different from the one under test."""
     return "trio" if not impl.startswith("trio") else "asyncio"
+
+
+@pytest.fixture(scope="module")
+def third(impl: str, partner: str) -> str:
+    """A third implementation, different from both, for tests with three servers."""
+    base = impl.split("+", maxsplit=1)[0]
+    return next(name for name in ("anyio-trio", "anyio-asyncio") if name not in (base, partner))
 
 
 @pytest.fixture
@@ -112,8 +121,8 @@ def test_a_channel_private_messages_nicks_and_queries_span_two_implementations(
 
 
 def test_a_killed_server_is_split_and_a_restarted_redis_is_rejoined(
-    impl: str,
     partner: str,
+    third: str,
     redis: PrivateRedis,
     network_server: Callable[..., ServerProcess],
     open_client: Callable[..., IrcClient],
@@ -142,7 +151,7 @@ def test_a_killed_server_is_split_and_a_restarted_redis_is_rejoined(
     again.expect(rf":{alice.nick}!\S+ PRIVMSG {bob_nick} :still here\?")
     redis.start()
     alice.expect(r":a\.test NOTICE \S+ :\*\*\* Linked to the network.*")
-    c = network_server("c.test", partner)
+    c = network_server("c.test", third)
     carol = joined_client(c, open_client, unique_nick("carol"))
     carol.send(f"PRIVMSG {alice.nick} :welcome back")
     alice.expect(rf":{carol.nick}!\S+ PRIVMSG {alice.nick} :welcome back")
@@ -212,3 +221,29 @@ def test_a_client_that_never_reads_is_dropped_and_the_network_stays_healthy(
     # The network is still whole: a message still crosses.
     talker.send(f"PRIVMSG {reader.nick} :ok")
     reader.read_until(rf":{talker.nick}!\S+ PRIVMSG {reader.nick} :ok")
+
+
+def test_a_redis_url_that_points_at_something_else_is_a_lost_link_never_a_crash(
+    impl: str, open_client: Callable[..., IrcClient]
+) -> None:
+    """A web server where Redis should be: each answer is not RESP, so the link is lost and
+    retried; the server keeps serving its users, and logs warnings, never a traceback."""
+    with socket.create_server(("127.0.0.1", 0)) as impostor:
+        impostor.settimeout(10)
+        port = impostor.getsockname()[1]
+        server = ServerProcess(
+            impl, "chat", "--redis", f"redis://127.0.0.1:{port}", "--server-name", "lost.test"
+        )
+        answered = 0
+        with ExitStack() as connections:
+            # The link opens two connections each time it tries; answer a few tries.
+            while answered < 4:
+                connection, _ = impostor.accept()
+                connections.enter_context(connection)
+                connection.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                answered += 1
+            server.wait_for_log("not RESP")
+            alice = open_client(server.port)
+            alice.register(unique_nick("alice"))
+            alice.expect(r":\S+ NOTICE \S+ :\*\*\* This server is not linked to its network yet.*")
+        server.stop()

@@ -53,6 +53,7 @@ def test_the_renamed_trio_adapter_is_the_anyio_adapter_but_for_the_listed_change
         "__init__.py",
         "chat.py",
         "echo.py",
+        "link.py",
         "server.py",
     ]
     unexplained = [described(name, change) for name, change in result.unexplained]

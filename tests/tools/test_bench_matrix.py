@@ -17,13 +17,14 @@ from echochat.bench.matrix import (
     minimal_label,
     print_tables,
     summarise_echo,
+    summarise_tls,
 )
 
 KiB = 1024
 PLAN = Plan((1 * KiB,), 0.5, 3, (100,), 100, 10)
 
 
-def result(label: str, rate: float) -> EchoResult:
+def result(label: str, rate: float, cpu_s: float = 0.5) -> EchoResult:
     return EchoResult(
         label=label,
         client="C",
@@ -38,8 +39,8 @@ def result(label: str, rate: float) -> EchoResult:
         p90_ms=0.2,
         p99_ms=0.3,
         max_ms=0.4,
-        server_cpu_s=0.5,
-        server_cpu_s_per_msg=0.5 / rate,
+        server_cpu_s=cpu_s,
+        server_cpu_s_per_msg=cpu_s / rate,
         peak_rss_mib=20.0,
         rss_samples=12,
         client_cpu_share=0.3,
@@ -48,9 +49,9 @@ def result(label: str, rate: float) -> EchoResult:
     )
 
 
-def matrix_with(rounds: dict[str, list[float]]) -> tuple[Matrix, EchoTargets]:
+def matrix_with(rounds: dict[str, list[float]], tls: bool = False) -> tuple[Matrix, EchoTargets]:
     """Every server at 10,000 msgs/s in each round, except those given."""
-    targets = echo_targets()
+    targets = echo_targets(tls=tls)
     labels = {row.label for row in targets.rows} | {
         minimal_label(row.label) for row in targets.rows
     }
@@ -60,6 +61,7 @@ def matrix_with(rounds: dict[str, list[float]]) -> tuple[Matrix, EchoTargets]:
     for label in sorted(labels):
         matrix.raw_echo += [result(label, rate) for rate in rounds.get(label, [10_000.0] * 3)]
     summarise_echo(matrix, targets)
+    matrix.tls = summarise_tls(matrix.echo)
     return matrix, targets
 
 
@@ -130,3 +132,31 @@ def test_each_server_is_measured_once_per_round() -> None:
 def test_even_the_quick_run_has_rounds_enough_to_show_a_spread() -> None:
     assert QUICK.repeats >= 5
     assert FULL.repeats >= 5
+
+
+def test_each_tls_row_is_set_beside_its_plain_row(capsys: pytest.CaptureFixture[str]) -> None:
+    matrix, _ = matrix_with(
+        {
+            "trio TLS": [2_000.0, 2_500.0, 3_000.0],
+            "minimal trio TLS": [4_000.0] * 3,
+            "asyncio-protocol": [20_000.0] * 3,
+        },
+        tls=True,
+    )
+    rows = {row.label: row for row in matrix.tls}
+    assert "asyncio-sockets" not in rows  # no TLS there
+    assert len(rows) == len({row.label for row in matrix.echo if row.label.endswith(" TLS")})
+    trio = rows["trio"]
+    assert trio.ratio == pytest.approx(0.25)  # 2,500 over TLS / 10,000 plain
+    assert trio.minimal_ratio == pytest.approx(0.4)
+    # The same 0.5 s of CPU per round over fewer messages: more per message.
+    assert trio.plain_cpu_us_per_msg == pytest.approx(50)
+    assert trio.tls_cpu_us_per_msg == pytest.approx(200)
+    assert trio.cpu_ratio == pytest.approx(4)
+    assert trio.client_cpu_us_per_msg == pytest.approx(0.3 / 2_500 * 1e6)
+    assert rows["asyncio-protocol"].ratio == pytest.approx(0.5)
+    print_tables(matrix)
+    out = capsys.readouterr().out
+    assert "echo over TLS beside plain TCP" in out
+    row = r"│ trio .*│ 1 KiB .*10\.0k .*2\.5k \(2\.0-3\.0k\) .*0\.25 .*0\.40 .*50, 200"
+    assert re.search(row, out), out

@@ -63,6 +63,9 @@ def test_bad_options_are_refused_with_a_clear_message() -> None:
         (["bench", "echo", "--impl", "trio", "--loop", "uvloop"], "needs an implementation on"),
         (["bench", "echo", "--duration", "-1"], "--duration: must be a number of seconds above 0"),
         (["bench", "echo", "--size", "0"], "--size: must be at least 1, not 0"),
+        (["bench", "versions"], "--against goes with 'bench versions', which needs it"),
+        (["bench", "echo", "--against", "main"], "--against goes with 'bench versions'"),
+        (["bench", "versions", "--impls", "asyncio,gevent"], "--impls: must name implementations"),
         # More than any hard limit on open files allows.
         (["bench", "idle", "--clients", str(10**9)], "raise the limit (ulimit -n)"),
         (["experiment", "nonsense"], "invalid choice: 'nonsense'"),
@@ -78,6 +81,13 @@ def test_bad_options_are_refused_with_a_clear_message() -> None:
             "cost N must be a power of 2 up to",
         ),
         (["serve", "--motd", "/nonexistent/motd.txt"], "No such file or directory"),
+        (
+            ["serve", "--redis", "http://127.0.0.1:6379"],
+            "expected redis://HOST:PORT or unix:///PATH",
+        ),
+        (["serve", "--redis", "redis://h:99999"], "the port must be a number from 1 to 65535"),
+        (["serve", "--redis", "unix://relative"], "unix:///absolute/path"),
+        (["serve", "--split-after", "1"], "--split-after: at least 3 s (three heartbeats)"),
     ]:
         result = echochat(*args)
         assert result.returncode == 2, args
@@ -103,6 +113,14 @@ def test_experiment_help_names_every_experiment() -> None:
     for name in [*EXPERIMENTS, "all"]:
         assert name in result.stdout, name
     assert "redis-subscriber" in EXPERIMENTS
+
+
+def test_bench_help_explains_the_versions_comparison() -> None:
+    bench = " ".join(echochat("bench", "--help").stdout.split())
+    for text in ["versions --against PATH_OR_REF", "within noise", "slower by X %",
+                 "build/checkouts/COMMIT", "--against-python", "--serve-option",
+                 "(default: asyncio,trio,", "versions: each echo window"]:  # fmt: skip
+        assert text in bench, text
 
 
 def test_trying_an_experiment_or_the_matrix_leaves_the_docs_figures_alone() -> None:
@@ -229,6 +247,13 @@ def test_tls_options_that_do_not_make_a_whole_are_refused(tmp_path: Path) -> Non
         assert result.returncode == 2, args
         assert message in result.stderr, (args, result.stderr)
         assert result.stdout == "", (args, result.stdout)
+
+
+def test_redis_is_refused_with_the_echo_service() -> None:
+    result = echochat("serve", "--service", "echo", "--redis", "unix:///nowhere/redis.sock")
+    assert result.returncode == 2, result
+    assert "--redis joins chat servers into a network: it needs --service chat" in result.stderr
+    assert result.stdout == "", result.stdout
 
 
 def assert_refused_in_one_line(result: subprocess.CompletedProcess[str], message: str) -> None:

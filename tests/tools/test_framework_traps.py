@@ -7,6 +7,7 @@ framework release that changes it shows up here first.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
@@ -160,6 +161,48 @@ def test_asyncio_drain_after_a_reset_raises_what_met_it_first() -> None:
     assert result["write"]["drain"] == "ConnectionResetError('Connection lost',)"
     assert (result["reader"]["logged"], result["write"]["logged"]) == (16, 15)
     assert result["reader"]["log_messages"] == ["socket.send() raised exception."]
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_asyncio_timeout_reschedule_raises_once_expired_before_its_task_resumes(loop: str) -> None:
+    """Why the link's timer (loops.LinkAlarm.rearm) leaves an expired Timeout alone.
+
+    When a Timeout's deadline passes it cancels its task, but until that task
+    resumes the Timeout is only expiring: another task that moves its
+    deadline then gets RuntimeError from reschedule() (Lib/asyncio/timeouts.py,
+    3.11 to 3.13), and expired() is already True.
+    """
+    seen: dict[str, object] = {}
+
+    async def waiter(timeouts: list[asyncio.Timeout]) -> None:
+        with contextlib.suppress(TimeoutError):
+            # Due at once: entering schedules its expiry for the loop's next turn.
+            async with asyncio.timeout_at(asyncio.get_running_loop().time()) as timeout:
+                timeouts.append(timeout)
+                await asyncio.Event().wait()
+
+    async def main() -> None:
+        timeouts: list[asyncio.Timeout] = []
+        task = asyncio.create_task(waiter(timeouts))
+        # The ready queue is first in, first out: the waiter enters, then its
+        # expiry runs and cancels it, then we run before it resumes.
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        (timeout,) = timeouts
+        seen["expired"] = timeout.expired()
+        seen["done"] = task.done()
+        try:
+            timeout.reschedule(asyncio.get_running_loop().time() + 60)
+        except RuntimeError as error:
+            seen["error"] = str(error)
+        await task
+
+    (uvloop.run if loop == "uvloop" else asyncio.run)(main())
+    assert seen == {
+        "expired": True,
+        "done": False,
+        "error": "Cannot change state of expiring Timeout",
+    }
 
 
 def test_uvloop_write_raises_once_the_loop_has_seen_the_reset() -> None:

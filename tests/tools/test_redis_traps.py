@@ -229,6 +229,25 @@ def test_every_subscriber_of_a_channel_gets_its_messages_in_one_order(
         subscriber.close()
 
 
+def test_a_message_published_while_nobody_subscribes_is_never_delivered(
+    redis: PrivateRedis,
+) -> None:
+    """Pub/sub keeps nothing: a subscriber that was cut and subscribes again gets only what
+    is published after it did (at most once), with nothing to say that it missed one."""
+    subscriber = Subscriber(redis.address)
+    subscriber.subscribe("ch")
+    with redis.client() as publisher:
+        assert publisher.command("PUBLISH", "ch", "before") == 1
+        assert subscriber.message() == (b"ch", b"before")
+        subscriber.close()  # Cut: what comes now is published to nobody.
+        assert publisher.command("PUBLISH", "ch", "missed") == 0
+        subscriber = Subscriber(redis.address)
+        subscriber.subscribe("ch")
+        assert publisher.command("PUBLISH", "ch", "after") == 1
+    assert subscriber.message() == (b"ch", b"after")
+    subscriber.close()
+
+
 # (d) A lease: take it with SET NX PX, refresh it only while it is ours
 
 

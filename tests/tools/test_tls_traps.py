@@ -7,8 +7,12 @@ certificate made for the module (tests/certs.py).
 from __future__ import annotations
 
 import asyncio
+import select
+import socket
 import ssl
+import threading
 from collections.abc import Callable
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -18,6 +22,7 @@ from anyio.abc import ByteStream
 from anyio.streams.tls import TLSStream
 
 from certs import Certificate, make_certificate
+from echochat.experiments.probes import Peer, TLSPair
 from echochat.loops import PLAIN_HIGH_WATER, like_plain_tcp
 from flood import MiB
 
@@ -222,3 +227,110 @@ def test_trio_ssl_stream_does_not_pass_on_the_socket(certificate: Certificate) -
         return has_socket
 
     assert not trio.run(scenario)
+
+
+RECORD = 16 * KiB  # the most plaintext one TLS record carries
+MESSAGE = 100 * KiB
+
+
+def hold_until_queued(sock: Any, peer: Peer) -> None:
+    """Send MESSAGE from the peer and return once the server's kernel holds all of it, the
+    event loop standing still meanwhile (SO_RCVLOWAT: readable only with that much queued).
+
+    ``sock``: the server's socket as its framework hands it out (trio's, asyncio's
+    TransportSocket, uvloop's PseudoSocket): each has fileno() and setsockopt()."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, MESSAGE)
+    sender = threading.Thread(target=peer.sock.sendall, args=(b"m" * MESSAGE,))
+    sender.start()
+    readable, _, _ = select.select([sock], [], [], 5)
+    sender.join(5)
+    assert readable, "the message did not arrive"
+
+
+@pytest.mark.parametrize("framework", ["trio", "anyio-asyncio", "anyio-trio"])
+def test_a_tls_stream_receive_returns_one_record_on_trio_and_anyio(
+    certificate: Certificate, framework: str
+) -> None:
+    """trio's SSLStream.receive_some(65536) and anyio's TLSStream.receive(65536) return one
+    TLS record at most, 16 KiB, with 100 KiB waiting: each is one SSLObject.read(), which
+    OpenSSL answers from one record (trio/_ssl.py, SSLStream.receive_some; anyio
+    streams/tls.py, TLSStream.receive), so an echo of 100 KiB takes seven receives and
+    seven sends where plain TCP takes two of each."""
+    tls = TLSPair.load(str(certificate.cert), str(certificate.key))
+
+    async def on_trio() -> int:
+        listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+        peer = Peer(listener.socket.getsockname()[1], tls)
+        accepted = await listener.accept()
+        stream = trio.SSLStream(accepted, tls.server, server_side=True)
+        await stream.do_handshake()
+        peer.handshook()
+        hold_until_queued(accepted.socket, peer)
+        received = len(await stream.receive_some(65536))
+        peer.close()
+        await trio.aclose_forcefully(stream)
+        await listener.aclose()
+        return received
+
+    async def on_anyio() -> int:
+        async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listeners:
+            listener = listeners.listeners[0]
+            assert isinstance(listener, anyio.abc.SocketListener)
+            peer = Peer(listener.extra(anyio.abc.SocketAttribute.local_port), tls)
+            accepted = await listener.accept()
+            stream = await TLSStream.wrap(accepted, server_side=True, ssl_context=tls.server)
+            peer.handshook()
+            hold_until_queued(accepted.extra(anyio.abc.SocketAttribute.raw_socket), peer)
+            received = len(await stream.receive(65536))
+            peer.close()
+            await anyio.aclose_forcefully(stream)
+            return received
+
+    if framework == "trio":
+        received = trio.run(on_trio)
+    else:
+        received = anyio.run(on_anyio, backend=framework.removeprefix("anyio-"))
+    assert received == RECORD
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_asyncios_tls_transport_hands_over_every_record_that_arrived(
+    certificate: Certificate, loop: str
+) -> None:
+    """asyncio's TLS transport decrypts every whole record a socket read brought and calls
+    data_received() once with all of it (Lib/asyncio/sslproto.py, SSLProtocol._do_read and
+    _do_read__copied, 3.11-3.13; uvloop/sslproto.pyx, uvloop 0.23)."""
+    tls = TLSPair.load(str(certificate.cert), str(certificate.key))
+
+    async def scenario() -> list[int]:
+        made: asyncio.Future[asyncio.Transport] = asyncio.get_running_loop().create_future()
+        received: list[int] = []
+        got = asyncio.Event()
+
+        class Receiver(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                # Over TLS: once the handshake is done. A cast: uvloop's transports
+                # do not derive from asyncio.Transport.
+                made.set_result(cast(asyncio.Transport, transport))
+
+            def data_received(self, data: bytes) -> None:
+                received.append(len(data))
+                got.set()
+
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(Receiver, "127.0.0.1", 0, ssl=tls.server)
+        peer = Peer(server.sockets[0].getsockname()[1], tls)
+        transport = await asyncio.wait_for(made, 5)
+        peer.handshook()
+        hold_until_queued(transport.get_extra_info("socket"), peer)
+        await asyncio.wait_for(got.wait(), 5)
+        peer.close()
+        transport.abort()
+        server.close()
+        await server.wait_closed()
+        return received
+
+    with asyncio.Runner(loop_factory=asyncio_runner(loop)) as runner:
+        received = runner.run(scenario())
+    # Every whole record at once; the last may still have been on its way.
+    assert received[0] >= MESSAGE - RECORD

@@ -16,6 +16,7 @@ from anyio.streams.tls import TLSStream
 
 from echochat.anyio_impl.chat import ChatService
 from echochat.anyio_impl.echo import EchoService
+from echochat.anyio_impl.link import link_loop
 from echochat.core import CLOSE_GRACE, AcceptPacer
 from echochat.options import ServerOptions, announce_listening, queue_empty
 
@@ -42,6 +43,10 @@ async def serve(options: ServerOptions) -> None:
         # Every connection's task lives in this task group, so leaving it
         # waits for all of them: no connection outlives the server.
         async with anyio.create_task_group() as handlers:
+            linking = None
+            if isinstance(service, ChatService) and options.redis is not None:
+                # The link to the network lives beside the connections until shutdown.
+                linking = await handlers.start(link_loop, service.hub)
             handshakes = Handshakes(options.handshake_timeout)
             addresses = []
             async with anyio.create_task_group() as accepting:
@@ -62,7 +67,9 @@ async def serve(options: ServerOptions) -> None:
                     break
                 accepting.cancel_scope.cancel()  # Stop accepting; connections go on.
             handshakes.cancel()
-            service.shutdown()
+            service.shutdown()  # On a network, this queues the server's SPLIT for Redis.
+            if linking is not None:
+                linking.cancel()  # Its writers still have CLOSE_GRACE to send it.
 
 
 async def accept_loop(

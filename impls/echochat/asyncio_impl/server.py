@@ -12,8 +12,9 @@ from functools import partial
 
 from echochat.asyncio_impl.chat import ChatService
 from echochat.asyncio_impl.echo import EchoService
-from echochat.core import CLOSE_GRACE, AcceptPacer
-from echochat.loops import asyncio_loop_factory, like_plain_tcp, listening_sockets
+from echochat.asyncio_impl.link import link_loop
+from echochat.core import AcceptPacer
+from echochat.loops import asyncio_loop_factory, close_stream, like_plain_tcp, listening_sockets
 from echochat.options import ServerOptions, announce_listening, queue_empty
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,10 @@ async def serve(options: ServerOptions) -> None:
     # cancelled here at shutdown, else the TaskGroup would wait out their timeout.
     handshakes: set[asyncio.Task[None]] = set()
     async with asyncio.TaskGroup() as handlers:
+        linking = None
+        if isinstance(service, ChatService) and options.redis is not None:
+            # The link to the network lives beside the connections until shutdown.
+            linking = handlers.create_task(link_loop(service.hub))
 
         def on_accept(tls: ssl.SSLContext | None, sock: socket.socket) -> None:
             connect = handle_connection(service, sock, tls, options.handshake_timeout, handshakes)
@@ -56,7 +61,9 @@ async def serve(options: ServerOptions) -> None:
             await asyncio.wait(accepting)
         for task in handshakes:
             task.cancel()
-        service.shutdown()
+        service.shutdown()  # On a network, this queues the server's SPLIT for Redis.
+        if linking is not None:
+            linking.cancel()  # Its transports still have CLOSE_GRACE to send it.
 
 
 async def accept_loop(listener: socket.socket, on_accept: Callable[[socket.socket], None]) -> None:
@@ -156,14 +163,3 @@ async def open_accepted_connection(
     if tls is not None:
         like_plain_tcp(transport)
     return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
-
-
-async def close_stream(writer: asyncio.StreamWriter) -> None:
-    writer.close()
-    try:
-        async with asyncio.timeout(CLOSE_GRACE):
-            await writer.wait_closed()
-    except (TimeoutError, OSError):
-        # close() waits for the peer to take what is still buffered; a peer
-        # that does not read is cut off instead of holding the socket open.
-        writer.transport.abort()

@@ -11,6 +11,7 @@ from collections.abc import Callable, Collection
 
 from echochat.asyncio_protocol_impl.chat import ChatConnection, ChatService
 from echochat.asyncio_protocol_impl.echo import EchoConnection, EchoService
+from echochat.asyncio_protocol_impl.link import link_loop
 from echochat.core import AcceptPacer
 from echochat.loops import asyncio_loop_factory, like_plain_tcp, listening_sockets
 from echochat.options import ServerOptions, announce_listening, queue_empty
@@ -34,6 +35,13 @@ async def serve(options: ServerOptions) -> None:
     # connection (connection_lost() still runs); the server goes on. Only a
     # TLS handshake, which can stall, gets a task until it is done.
     handshakes: set[asyncio.Task[None]] = set()
+    linking = None
+    if isinstance(service, ChatService) and options.redis is not None:
+        # The link to the network: a task beside the accept loops until
+        # shutdown. Should it fail (LinkRefusedError) the server stops as on
+        # a signal, and serve() raises what it failed with.
+        linking = asyncio.create_task(link_loop(service.hub))
+        linking.add_done_callback(lambda _: stop.set())
     ports = options.listening_ports()
     with listening_sockets(options.host, ports, options.backlog) as listeners:
         announce_listening(*(listener.getsockname() for listener, _ in listeners))
@@ -49,8 +57,13 @@ async def serve(options: ServerOptions) -> None:
         task.cancel()  # Not connections yet: nothing to say goodbye to.
     if handshakes:
         await asyncio.wait(handshakes)
-    service.shutdown()
+    service.shutdown()  # On a network, this queues the server's SPLIT for Redis.
+    if linking is not None:
+        linking.cancel()  # Its transports still have CLOSE_GRACE to send it.
+        await asyncio.wait([linking])
     await wait_closed(service.connections)
+    if linking is not None and not linking.cancelled():
+        linking.result()  # It failed, which stopped the server: raise why.
 
 
 async def accept_loop(listener: socket.socket, connect: Connect) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from echochat.asyncio_sockets_impl.chat import ChatService
 from echochat.asyncio_sockets_impl.echo import EchoService
+from echochat.asyncio_sockets_impl.link import link_loop
 from echochat.core import AcceptPacer
 from echochat.loops import asyncio_loop_factory, listening_socket
 from echochat.options import ServerOptions, announce_listening, queue_empty
@@ -31,6 +32,10 @@ async def serve(options: ServerOptions) -> None:
     # Leaving the TaskGroup waits for every connection's task, as trio's
     # handler nursery does.
     async with asyncio.TaskGroup() as handlers:
+        linking = None
+        if isinstance(service, ChatService) and options.redis is not None:
+            # The link to the network lives beside the connections until shutdown.
+            linking = handlers.create_task(link_loop(service.hub))
 
         def on_accept(sock: socket.socket) -> None:
             handlers.create_task(handle_connection(service, sock))
@@ -41,7 +46,9 @@ async def serve(options: ServerOptions) -> None:
             await stop.wait()
             accepting.cancel()  # Stop accepting; connections stay open.
             await asyncio.wait([accepting])
-        service.shutdown()
+        service.shutdown()  # On a network, this queues the server's SPLIT for Redis.
+        if linking is not None:
+            linking.cancel()  # It still has CLOSE_GRACE to send it.
 
 
 async def accept_loop(listener: socket.socket, on_accept: Callable[[socket.socket], None]) -> None:

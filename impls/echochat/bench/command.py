@@ -9,10 +9,16 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from echochat.bench import layers, storm
+from echochat.bench import layers, storm, tls, versions
 from echochat.bench.chat import run_chat
 from echochat.bench.contract import run_contract_suite
-from echochat.bench.echo import MINIMAL, measure, start_echochat, start_minimal
+from echochat.bench.echo import (
+    DEFAULT_DURATION,
+    MINIMAL,
+    measure,
+    start_echochat,
+    start_minimal,
+)
 from echochat.bench.echo_cpu import ECHO_CPU_SIZE, report, run_echo_cpu
 from echochat.bench.idle import run_idle
 from echochat.bench.matrix import (
@@ -62,7 +68,11 @@ def run_echo_cpu_command(args: argparse.Namespace) -> int:
     print(note, file=sys.stderr)
     size = args.size or ECHO_CPU_SIZE
     cells = run_echo_cpu(
-        client, size=size, rounds=args.rounds, duration=args.duration, trace=args.strace
+        client,
+        size=size,
+        rounds=args.rounds,
+        duration=args.duration or DEFAULT_DURATION,
+        trace=args.strace,
     )
     print(report(cells, size))
     return 0
@@ -87,6 +97,32 @@ def run_layers(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_versions(args: argparse.Namespace) -> int:
+    """This checkout against ``--against``: the table to stdout, the JSON to ``--out``."""
+    base = versions.base_tree(args.against, args.against_python)
+    this = versions.this_tree(args.serve_option or ())
+    settings = versions.Settings(
+        impls=args.impls,
+        rounds=args.rounds,
+        seconds=args.duration or versions.DEFAULT_SECONDS,
+        members=args.members,
+        client=args.client,
+    )
+    document = versions.run(base, this, settings)
+    print(versions.table(document), flush=True)
+    print(f"written: {versions.save(document, args.out or versions.DEFAULT_OUT)}")
+    return 0
+
+
+def run_tls(args: argparse.Namespace) -> int:
+    rounds, seconds = tls.QUICK if args.quick else (args.rounds, tls.ECHO_SECONDS)
+    matrix = tls.run(rounds, seconds, args.client)
+    paths = tls.save(matrix, args.out or tls.DEFAULT_OUT)
+    print(tls.summary(matrix))
+    print("written: " + ", ".join(str(path) for path in paths))
+    return 0
+
+
 def run_echo(args: argparse.Namespace) -> int:
     starts = [
         lambda: start_echochat(args.impl, args.loop),
@@ -95,7 +131,8 @@ def run_echo(args: argparse.Namespace) -> int:
     client, note = load_generator(args.client)
     print(note, file=sys.stderr)
     size = args.size or DEFAULT_ECHO_SIZE
-    results = measure(starts, [size], args.concurrency, args.duration, client=client)
+    duration = args.duration or DEFAULT_DURATION
+    results = measure(starts, [size], args.concurrency, duration, client=client)
     print(json.dumps([asdict(result) for result in results], indent=2))
     return 0
 
@@ -118,6 +155,8 @@ RUNNERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "echo-cpu": run_echo_cpu_command,
     "storm": run_storm,
     "layers": run_layers,
+    "versions": run_versions,
+    "tls": run_tls,
     "echo": run_echo,
     "chat": run_members,
     "idle": run_members,

@@ -12,27 +12,33 @@ fastest servers are not limited by a Python client.
 Each row of the matrix pairs echochat's echo service with a minimal echo
 server on the same framework (``echochat.bench.minimal``), so the difference
 is what echochat's architecture costs; a C epoll server gives the machine's
-ceiling.
+ceiling. TLS rows do the same over TLS, for every implementation that serves
+it, beside the plain rows: only the C client loads them, since a Python
+client decrypting and encrypting every message would be slower than the
+servers it measures.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import selectors
+import shutil
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 
 import psutil
 
 from echochat.bench.cserver import build_epoll_echo
 from echochat.experiments.common import MAIN, ON_UVLOOP, VARIANTS, MiB, progress, quantile
-from echochat.launch import ServerUnderTest
-from echochat.registry import EventLoop
+from echochat.launch import ServerUnderTest, echochat_command, throwaway_certificate
+from echochat.registry import BY_NAME, EventLoop, configuration_id
 
 NAME = "echo"
 KiB = 1024
@@ -89,6 +95,8 @@ class EchoResult:
     # CPU the hypervisor gave to other guests while this one wanted it, in
     # cores (Linux "steal"): on a shared virtual machine, the larger noise.
     steal_cores: float
+    # The TLS version and cipher the client spoke, "" on plain TCP.
+    tls: str = ""
 
 
 class _Connection:
@@ -116,6 +124,8 @@ def run_echo(
     """Measure one server (started and warmed up by the caller) for ``duration`` seconds."""
     if size < 1 or concurrency < 1 or duration <= 0:
         raise ValueError("size and concurrency must be positive, and so must duration")
+    if server.ca is not None:
+        raise EchoError(f"{server.label}: this client speaks plain TCP; TLS needs the C client")
     pattern = memoryview((bytes(range(PERIOD)) * (size // PERIOD + 2))[: size + PERIOD])
     selector = selectors.DefaultSelector()
     connections: list[_Connection] = []
@@ -314,6 +324,8 @@ class Minimal:
     label: str
     module: str
     options: tuple[str, ...] = ()
+    # Serves TLS with --tls-cert and --tls-key (asyncio's socket API cannot).
+    tls: bool = True
 
 
 # The minimal server of each echochat implementation's framework: the
@@ -322,24 +334,51 @@ MINIMAL = {
     "asyncio": Minimal("minimal asyncio-streams", "asyncio_streams"),
     "asyncio-nodrain": Minimal("minimal asyncio-streams", "asyncio_streams"),
     "asyncio-protocol": Minimal("minimal asyncio-protocol", "asyncio_protocol"),
-    "asyncio-sockets": Minimal("minimal asyncio-sockets", "asyncio_sockets"),
+    "asyncio-sockets": Minimal("minimal asyncio-sockets", "asyncio_sockets", tls=False),
     "trio": Minimal("minimal trio", "trio_echo"),
     "anyio-asyncio": Minimal("minimal anyio-asyncio", "anyio_echo", ("--backend", "asyncio")),
     "anyio-trio": Minimal("minimal anyio-trio", "anyio_echo", ("--backend", "trio")),
 }
 CEILING_LABEL = "C epoll"
+# How a server over TLS is labelled: its plain label, then this.
+TLS_SUFFIX = " TLS"
 
 
-def start_minimal(minimal: Minimal, loop: EventLoop = "asyncio") -> ServerUnderTest:
+@cache
+def bench_certificate() -> tuple[Path, Path]:
+    """One certificate and key for every TLS server of this process, removed at exit."""
+    directory = Path(tempfile.mkdtemp(prefix="echochat-bench-tls-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return throwaway_certificate(directory)
+
+
+def tls_options() -> tuple[tuple[str, ...], Path]:
+    """The server options that turn TLS on (bench_certificate's), and the file clients check."""
+    cert, key = bench_certificate()
+    return ("--tls-cert", str(cert), "--tls-key", str(key)), cert
+
+
+def start_minimal(
+    minimal: Minimal, loop: EventLoop = "asyncio", tls: bool = False
+) -> ServerUnderTest:
     command = [sys.executable, "-m", f"echochat.bench.minimal.{minimal.module}", "--port", "0"]
     command += minimal.options
-    if loop == "asyncio":
-        return ServerUnderTest(minimal.label, command)
-    return ServerUnderTest(f"{minimal.label}+{loop}", [*command, "--loop", loop])
+    label = minimal.label if loop == "asyncio" else f"{minimal.label}+{loop}"
+    if loop != "asyncio":
+        command += ["--loop", loop]
+    if not tls:
+        return ServerUnderTest(label, command)
+    options, ca = tls_options()
+    return ServerUnderTest(label + TLS_SUFFIX, [*command, *options], ca=ca)
 
 
-def start_echochat(impl: str, loop: EventLoop = "asyncio") -> ServerUnderTest:
-    return ServerUnderTest.echochat(impl, "echo", loop=loop)
+def start_echochat(impl: str, loop: EventLoop = "asyncio", tls: bool = False) -> ServerUnderTest:
+    if not tls:
+        return ServerUnderTest.echochat(impl, "echo", loop=loop)
+    # --tls-cert and --tls-key without --tls-port: TLS on the one port.
+    options, ca = tls_options()
+    command = echochat_command(impl, "echo", *options, loop=loop)
+    return ServerUnderTest(configuration_id(BY_NAME[impl], loop) + TLS_SUFFIX, command, ca=ca)
 
 
 def start_ceiling(binary: Path) -> ServerUnderTest:
@@ -362,16 +401,30 @@ class EchoTargets:
     notes: list[str]
 
 
-def echo_targets() -> EchoTargets:
-    """Every row: MAIN, VARIANTS and ON_UVLOOP, and the C ceiling (compiled here if need be)."""
+def echo_targets(tls: bool = False) -> EchoTargets:
+    """Every row: MAIN, VARIANTS and ON_UVLOOP, and the C ceiling (compiled here if need be).
+
+    With ``tls``, then the same rows over TLS, for each implementation that serves it.
+    """
+    configurations = [*MAIN, *VARIANTS, *ON_UVLOOP]
     rows = [
         EchoTarget(
-            impl if loop == "asyncio" else f"{impl}+{loop}",
+            configuration_id(BY_NAME[impl], loop),
             partial(start_echochat, impl, loop),
             partial(start_minimal, MINIMAL[impl], loop),
         )
-        for impl, loop in [*MAIN, *VARIANTS, *ON_UVLOOP]
+        for impl, loop in configurations
     ]
+    if tls:
+        rows += [
+            EchoTarget(
+                configuration_id(BY_NAME[impl], loop) + TLS_SUFFIX,
+                partial(start_echochat, impl, loop, tls=True),
+                partial(start_minimal, MINIMAL[impl], loop, tls=True),
+            )
+            for impl, loop in configurations
+            if BY_NAME[impl].tls
+        ]
     build = build_epoll_echo()
     if build.binary is None:
         return EchoTargets(rows, None, [f"{CEILING_LABEL} ceiling skipped: {build.reason}"])
@@ -389,6 +442,25 @@ def describe(result: EchoResult) -> str:
         f"p99 {result.p99_ms:.2f} ms, server {result.server_cpu_s_per_msg * 1e6:.0f} µs CPU/msg, "
         f"{result.client} client at {result.client_cpu_share:.0%} of a core"
     )
+
+
+# How long the load itself warms each server before it is measured.
+WARM_SECONDS = 0.2
+
+
+def warm_with_load(
+    server: ServerUnderTest, client: LoadGenerator, size: int, concurrency: int
+) -> None:
+    """Warm ``server`` the same way as every other: the load itself, briefly, then its EOFs.
+
+    A cold asyncio server reads into a 256 KiB buffer that costs an mmap per
+    read until a freed mapped buffer raises glibc's threshold, and only a read
+    of EOF frees one whole (docs/performance.md, the mmap trap). One small
+    exchange is not enough: its buffer may come from a free block that the
+    server's start left in the heap, and freeing that raises nothing. Under the
+    load the reads are mapped, so the EOF that ends each connection raises it.
+    """
+    client(server, size, concurrency, WARM_SECONDS)
 
 
 def measure(
@@ -413,10 +485,7 @@ def measure(
     with contextlib.ExitStack() as stack:
         for start in starts:
             servers.append(stack.enter_context(start()))
-            # One connection that sends, reads and closes: a cold asyncio
-            # server is much slower until some EOF has freed a 256 KiB read
-            # buffer (docs/backpressure.md), so every server gets the same.
-            servers[-1].warm_up()
+            warm_with_load(servers[-1], client, max(sizes), concurrency)
         for n, size in enumerate(sizes):
             for server in servers if n % 2 == 0 else servers[::-1]:
                 result = client(server, size, concurrency, duration)

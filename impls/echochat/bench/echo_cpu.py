@@ -11,8 +11,8 @@ server that has seen no EOF yet is "cold"; a different heap history in the
 two processes could leave one of them cold longer than the other.
 
 This runs both servers side by side at SIZE, interleaved over ROUNDS, each
-round with fresh processes, in four conditions: warmed (one connection that
-sends, reads and closes, as the matrix does) or cold, and with glibc's
+round with fresh processes, in four conditions: warmed (the same load for
+0.2 s, its connections then closed) or cold, and with glibc's
 default or with ``MALLOC_MMAP_THRESHOLD_`` fixed at 1 MiB (which turns the
 dynamic threshold off and serves every read from the heap). It reports msgs/s
 and server CPU per message, and with ``--strace`` the memory system calls per
@@ -41,6 +41,7 @@ from echochat.bench.echo import (
     KiB,
     LoadGenerator,
     describe,
+    warm_with_load,
 )
 from echochat.experiments.common import progress
 from echochat.launch import ServerUnderTest, echochat_command
@@ -108,7 +109,7 @@ def run_echo_cpu(
                 started = [stack.enter_context(start()) for start in servers(condition)]
                 for server in started:
                     if condition.warm:
-                        server.warm_up()
+                        warm_with_load(server, client, size, concurrency)
                 for server in started if number % 2 == 0 else started[::-1]:
                     result = client(server, size, concurrency, duration)
                     progress(NAME, f"round {number + 1}, {condition.name}: {describe(result)}")
@@ -118,7 +119,7 @@ def run_echo_cpu(
             for start in servers(condition):
                 with start() as server:
                     if condition.warm:
-                        server.warm_up()
+                        warm_with_load(server, client, size, concurrency)
                     calls = traced(server, partial(client, server, size, concurrency, duration))
                 cells[(condition.name, server.label)].calls_per_msg = calls
     return cells

@@ -20,6 +20,7 @@ from echochat.bench.chat import ChatResult, run_chat
 from echochat.bench.echo import (
     CEILING_LABEL,
     MINIMAL,
+    TLS_SUFFIX,
     EchoResult,
     EchoTargets,
     KiB,
@@ -29,13 +30,14 @@ from echochat.bench.echo import (
     measure,
 )
 from echochat.bench.idle import IdleResult, run_idle
-from echochat.bench.native import ClientChoice, load_generator
+from echochat.bench.native import ClientChoice, choose_load_generator
 from echochat.bench.progress import PhaseProgress
 from echochat.experiments.common import MAIN, machine, new_figure, save_figure
 from echochat.launch import ServerUnderTest
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+    from rich.console import Console
 
 DOCS_PAGE = Path("docs/performance.md")
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
@@ -64,13 +66,16 @@ class Plan:
     members: tuple[int, ...]
     messages: int
     idle_clients: int
+    # Each echo row again over TLS, where the implementation serves it (and
+    # the client speaks it): twice the echo servers, so only the full plan.
+    tls: bool = False
 
 
 # Five interleaved rounds even in the quick run: with one round, the same
 # server measured 24,708 and 17,215 msgs/s in two runs, so a single ratio
 # under the target meant nothing. Short windows keep `make compare` within
 # about 5 minutes on 2 cores.
-FULL = Plan((1 * KiB, 10 * KiB, 100 * KiB), 2.0, 5, (100, 500, 1000), 2000, 1000)
+FULL = Plan((1 * KiB, 10 * KiB, 100 * KiB), 2.0, 5, (100, 500, 1000), 2000, 1000, tls=True)
 QUICK = Plan((1 * KiB, 100 * KiB), 0.5, 5, (100,), 1000, 1000)
 
 # Rough seconds per step, for the time left: the progress bars correct them
@@ -106,6 +111,7 @@ class EchoRow:
     minimal_server_cpu_us_per_msg: float
     peak_rss_mib: float
     client_cpu_share: float
+    client_cpu_us_per_msg: float = 0.0
 
     @property
     def verdict(self) -> str:
@@ -120,6 +126,44 @@ class EchoRow:
 
 
 @dataclass(slots=True)
+class TLSRow:
+    """One implementation over TLS beside itself over plain TCP, at one size, and the same
+    for its framework's minimal server: medians over the rounds, as in EchoRow."""
+
+    label: str  # the plain row's, e.g. "asyncio+uvloop"
+    size: int
+    plain_msgs_per_s: float
+    tls_msgs_per_s: float
+    tls_msgs_per_s_min: float
+    tls_msgs_per_s_max: float
+    minimal_plain_msgs_per_s: float
+    minimal_tls_msgs_per_s: float
+    plain_cpu_us_per_msg: float
+    tls_cpu_us_per_msg: float
+    minimal_plain_cpu_us_per_msg: float
+    minimal_tls_cpu_us_per_msg: float
+    tls_p99_ms: float
+    # The load generator during the TLS run: its share of a core, and its CPU
+    # per message beside the server's (the client encrypts and decrypts too).
+    client_cpu_share: float
+    client_cpu_us_per_msg: float
+
+    @property
+    def ratio(self) -> float:
+        """Messages/s over TLS / over plain TCP."""
+        return self.tls_msgs_per_s / self.plain_msgs_per_s
+
+    @property
+    def minimal_ratio(self) -> float:
+        return self.minimal_tls_msgs_per_s / self.minimal_plain_msgs_per_s
+
+    @property
+    def cpu_ratio(self) -> float:
+        """Server CPU per message over TLS / over plain TCP."""
+        return self.tls_cpu_us_per_msg / self.plain_cpu_us_per_msg
+
+
+@dataclass(slots=True)
 class Matrix:
     plan: Plan
     client: str = "python"  # the echo load generator: "python" or "C"
@@ -130,13 +174,16 @@ class Matrix:
     idle: list[IdleResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     raw_echo: list[EchoResult] = field(default_factory=list)
+    tls: list[TLSRow] = field(default_factory=list)
 
 
 def run_matrix(plan: Plan, client: ClientChoice = "auto") -> Matrix:
     matrix = Matrix(plan)
-    generator, note = load_generator(client)
+    generator, note, speaks_tls = choose_load_generator(client)
     matrix.notes.append(note)
-    targets = echo_targets()
+    if plan.tls and not speaks_tls:
+        matrix.notes.append("no TLS rows: only the C client built with OpenSSL measures TLS")
+    targets = echo_targets(tls=plan.tls and speaks_tls)
     matrix.notes += targets.notes
     starts = echo_starts(targets)
     echo_runs = plan.repeats * len(plan.sizes) * len(starts)
@@ -166,6 +213,7 @@ def run_matrix(plan: Plan, client: ClientChoice = "auto") -> Matrix:
                 starts, plan.sizes, duration=plan.echo_seconds, client=generator, report=report
             )
         summarise_echo(matrix, targets)
+        matrix.tls = summarise_tls(matrix.echo)
         for members in plan.members:
             for impl, loop in CHAT_TARGETS:
                 with ServerUnderTest.echochat(impl, "chat", loop=loop) as server:
@@ -256,12 +304,49 @@ def summarise_echo(matrix: Matrix, targets: EchoTargets) -> None:
                     * 1e6,
                     peak_rss_mib=median(label, size, "peak_rss_mib"),
                     client_cpu_share=median(label, size, "client_cpu_share"),
+                    client_cpu_us_per_msg=statistics.median(
+                        r.client_cpu_share * r.seconds / r.messages * 1e6
+                        for r in by_key[(label, size)]
+                    ),
                 )
             )
 
 
+def summarise_tls(echo: list[EchoRow]) -> list[TLSRow]:
+    """Each TLS row beside its plain row: what TLS costs each implementation and framework."""
+    plain = {(row.label, row.size): row for row in echo}
+    rows = []
+    for over_tls in echo:
+        if not over_tls.label.endswith(TLS_SUFFIX):
+            continue
+        label = over_tls.label.removesuffix(TLS_SUFFIX)
+        row = plain[(label, over_tls.size)]
+        rows.append(
+            TLSRow(
+                label=label,
+                size=row.size,
+                plain_msgs_per_s=row.msgs_per_s,
+                tls_msgs_per_s=over_tls.msgs_per_s,
+                tls_msgs_per_s_min=over_tls.msgs_per_s_min,
+                tls_msgs_per_s_max=over_tls.msgs_per_s_max,
+                minimal_plain_msgs_per_s=row.minimal_msgs_per_s,
+                minimal_tls_msgs_per_s=over_tls.minimal_msgs_per_s,
+                plain_cpu_us_per_msg=row.server_cpu_us_per_msg,
+                tls_cpu_us_per_msg=over_tls.server_cpu_us_per_msg,
+                minimal_plain_cpu_us_per_msg=row.minimal_server_cpu_us_per_msg,
+                minimal_tls_cpu_us_per_msg=over_tls.minimal_server_cpu_us_per_msg,
+                tls_p99_ms=over_tls.p99_ms,
+                client_cpu_share=over_tls.client_cpu_share,
+                client_cpu_us_per_msg=over_tls.client_cpu_us_per_msg,
+            )
+        )
+    return rows
+
+
 def minimal_label(label: str) -> str:
     """The minimal server measured beside echochat's ``label`` (results carry only labels)."""
+    if label.endswith(TLS_SUFFIX):
+        return minimal_label(label.removesuffix(TLS_SUFFIX)) + TLS_SUFFIX
     impl, _, loop = label.partition("+")
     minimal = MINIMAL[impl].label
     return f"{minimal}+{loop}" if loop else minimal
@@ -298,6 +383,8 @@ def print_tables(matrix: Matrix) -> None:
     console.print(echo)
     for line in echo_legend(matrix):
         console.print(line, highlight=False)
+    if matrix.tls:
+        print_tls_table(console, matrix.tls)
     chat = Table(title="chat fan-out: every member gets every message once, in order")
     for column in [
         "implementation",
@@ -339,6 +426,20 @@ def print_tables(matrix: Matrix) -> None:
         console.print(note, highlight=False)
 
 
+def print_tls_table(console: Console, rows: list[TLSRow]) -> None:
+    from rich.table import Table  # noqa: PLC0415  (an optional extra)
+
+    table = Table(title="echo over TLS beside plain TCP (medians)")
+    table.add_column(TLS_COLUMNS[0], no_wrap=True, min_width=23)
+    for column in TLS_COLUMNS[1:]:
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(*tls_cells(row))
+    console.print(table)
+    for line in TLS_LEGEND:
+        console.print(line, highlight=False)
+
+
 MARKS = {"met": "", "within noise": " within noise", "missed": " ✗"}
 
 
@@ -372,17 +473,74 @@ def echo_legend(matrix: Matrix) -> list[str]:
     return lines
 
 
-def save(matrix: Matrix, out: Path) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    document: dict[str, Any] = {
+TLS_COLUMNS = [
+    "implementation",
+    "size",
+    "plain msgs/s",
+    "TLS msgs/s",
+    "TLS/plain",
+    "minimal TLS/plain",
+    "CPU µs/msg plain, TLS",
+    "minimal's",
+    "TLS p99 ms",
+    "client CPU",
+]
+TLS_LEGEND = [
+    "TLS/plain: messages/s over TLS / over plain TCP, for echochat and for its framework's "
+    "minimal server (each TLS row's own ratio to its minimal server is in the echo table).",
+    "  CPU µs/msg   the server's CPU time per echoed message over plain TCP and over TLS.",
+    "  client CPU   the load generator during the TLS run: its share of one core, and its CPU "
+    "per message; near 100 % the client, not the server, sets the figure.",
+]
+
+
+def tls_cells(row: TLSRow) -> list[str]:
+    """One TLS row as the terminal and the Markdown tables show it."""
+    return [
+        row.label,
+        f"{row.size // KiB} KiB",
+        f"{row.plain_msgs_per_s / 1000:,.1f}k",
+        spread(row.tls_msgs_per_s, row.tls_msgs_per_s_min, row.tls_msgs_per_s_max),
+        f"{row.ratio:.2f}",
+        f"{row.minimal_ratio:.2f}",
+        f"{row.plain_cpu_us_per_msg:.0f}, {row.tls_cpu_us_per_msg:.0f}",
+        f"{row.minimal_plain_cpu_us_per_msg:.0f}, {row.minimal_tls_cpu_us_per_msg:.0f}",
+        f"{row.tls_p99_ms:.2f}",
+        f"{row.client_cpu_share:.0%} ({row.client_cpu_us_per_msg:.0f} µs/msg)",
+    ]
+
+
+def tls_markdown(rows: list[TLSRow]) -> list[str]:
+    if not rows:
+        return []
+    return [
+        "",
+        "| " + " | ".join(TLS_COLUMNS) + " |",
+        "|" + "---|" * len(TLS_COLUMNS),
+        *("| " + " | ".join(tls_cells(row)) + " |" for row in rows),
+        "",
+        *(f"- {line.strip()}" for line in TLS_LEGEND),
+    ]
+
+
+def echo_document(matrix: Matrix) -> dict[str, Any]:
+    """The JSON of the echo part: the plan, the rows (plain and TLS), every run, the notes."""
+    return {
         "machine": machine(),
         "plan": asdict(matrix.plan),
         "echo": [asdict(row) for row in matrix.echo],
+        "tls": [asdict(row) for row in matrix.tls],
+        "echo_runs": [asdict(result) for result in matrix.raw_echo],
+        "notes": matrix.notes,
+    }
+
+
+def save(matrix: Matrix, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    document = echo_document(matrix) | {
         "ceiling_msgs_per_s": matrix.ceiling,
         "chat": [asdict(result) for result in matrix.chat],
         "idle": [asdict(result) for result in matrix.idle],
-        "echo_runs": [asdict(result) for result in matrix.raw_echo],
-        "notes": matrix.notes,
     }
     raw = out / "bench.json"
     raw.write_text(json.dumps(document, indent=2) + "\n")
@@ -499,26 +657,7 @@ def fanout_figure(chat: list[ChatResult]) -> Figure:
 
 
 def markdown(matrix: Matrix) -> str:
-    info = machine()
-    lines = [
-        f"Measured on {info['cores']} cores, Python {info['python']}, trio {info['trio']}, "
-        f"anyio {info['anyio']}, uvloop {info['uvloop']}; {matrix.plan.repeats} interleaved "
-        f"round(s) of {matrix.plan.echo_seconds:g} s per echo run, medians quoted with the "
-        "slowest and fastest round.",
-        "",
-        "| implementation | size | echochat msgs/s | minimal msgs/s | ratio | p99 ms "
-        "| CPU µs/msg | client CPU |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {r.label} | {r.size // KiB} KiB "
-        f"| {spread(r.msgs_per_s, r.msgs_per_s_min, r.msgs_per_s_max)} "
-        f"| {spread(r.minimal_msgs_per_s, r.minimal_msgs_per_s_min, r.minimal_msgs_per_s_max)} "
-        f"| {r.ratio:.2f}{MARKS[r.verdict]} | {r.p99_ms:.2f} | {r.server_cpu_us_per_msg:.0f} "
-        f"| {r.client_cpu_share:.0%} |"
-        for r in matrix.echo
-    ]
-    lines += ["", *(f"- {line.strip()}" for line in echo_legend(matrix))]
+    lines = echo_markdown(matrix)
     lines += [
         "",
         "| implementation | members | deliveries/s | p50 ms | p99 ms | peak RSS MiB |",
@@ -540,6 +679,31 @@ def markdown(matrix: Matrix) -> str:
     ]
     lines += ["", *targets(matrix), *matrix.notes]
     return "\n".join(lines) + "\n"
+
+
+def echo_markdown(matrix: Matrix) -> list[str]:
+    """The echo table with its legend, and the TLS table if the run had TLS rows."""
+    info = machine()
+    lines = [
+        f"Measured on {info['cores']} cores, Python {info['python']}, trio {info['trio']}, "
+        f"anyio {info['anyio']}, uvloop {info['uvloop']}; {matrix.plan.repeats} interleaved "
+        f"round(s) of {matrix.plan.echo_seconds:g} s per echo run, medians quoted with the "
+        "slowest and fastest round.",
+        "",
+        "| implementation | size | echochat msgs/s | minimal msgs/s | ratio | p99 ms "
+        "| CPU µs/msg | client CPU |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r.label} | {r.size // KiB} KiB "
+        f"| {spread(r.msgs_per_s, r.msgs_per_s_min, r.msgs_per_s_max)} "
+        f"| {spread(r.minimal_msgs_per_s, r.minimal_msgs_per_s_min, r.minimal_msgs_per_s_max)} "
+        f"| {r.ratio:.2f}{MARKS[r.verdict]} | {r.p99_ms:.2f} | {r.server_cpu_us_per_msg:.0f} "
+        f"| {r.client_cpu_share:.0%} |"
+        for r in matrix.echo
+    ]
+    lines += ["", *(f"- {line.strip()}" for line in echo_legend(matrix))]
+    return lines + tls_markdown(matrix.tls)
 
 
 def targets(matrix: Matrix) -> list[str]:

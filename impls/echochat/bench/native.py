@@ -5,6 +5,8 @@ fastest servers (asyncio's Protocol layer, the C server), so those rows
 measured the client. The C client runs the same closed loop with the same
 checks at a fraction of that, so the C server's row becomes the machine's
 ceiling. Its CPU share is reported with every run, as the Python client's is.
+Built with OpenSSL, it loads TLS servers too (``ServerUnderTest.ca``), and
+only it does.
 """
 
 from __future__ import annotations
@@ -36,17 +38,27 @@ ClientChoice = Literal["auto", "python", "c"]
 
 def load_generator(choice: ClientChoice) -> tuple[LoadGenerator, str]:
     """The client to measure with, and a line saying which it is (and why, if not C)."""
+    generator, note, _ = choose_load_generator(choice)
+    return generator, note
+
+
+def choose_load_generator(choice: ClientChoice) -> tuple[LoadGenerator, str, bool]:
+    """``load_generator``'s client and line, and whether it can load TLS servers."""
     if choice == "python":
-        return run_echo, "load generator: Python (echo.py), as asked"
+        return run_echo, "load generator: Python (echo.py), as asked", False
     build = build_epoll_client()
     if build.binary is None:
         if choice == "c":
             raise RuntimeError(f"the C load generator is not available: {build.reason}")
-        return run_echo, (
+        note = (
             f"load generator: Python (echo.py); the C one could not be built ({build.reason}), "
             "so the fastest rows may be limited by the client: see its CPU share"
         )
-    return partial(run_native, build.binary), "load generator: C (epoll_client.c)"
+        return run_echo, note, False
+    note = "load generator: C (epoll_client.c" + (", with OpenSSL)" if build.tls else ")")
+    if not build.tls:
+        note += f"; {build.reason}, so no TLS rows"
+    return partial(run_native, build.binary), note, build.tls
 
 
 def run_native(
@@ -57,6 +69,8 @@ def run_native(
         raise ValueError("size and concurrency must be positive, and so must duration")
     command = [str(binary), "--port", str(server.port), "--size", str(size)]
     command += ["--connections", str(concurrency), "--duration", repr(duration)]
+    if server.ca is not None:
+        command += ["--tls-ca", str(server.ca)]
     label = server.label
     # Unbuffered: the lines are read one at a time between RSS samples, and
     # nothing may sit in a Python buffer that communicate() would not see.
@@ -110,6 +124,7 @@ def run_native(
         # This process sampled RSS meanwhile: its share is not "other" either.
         other_busy_cores=(busy - client_cpu - server_cpu - own_cpu) / elapsed,
         steal_cores=(steal_now - steal) / elapsed,
+        tls=summary["tls"],
     )
 
 

@@ -27,6 +27,7 @@ EXPERIMENTS = {
     "fairness": "echochat.experiments.fairness",
     "slow-member": "echochat.experiments.slow_member",
     "cancel": "echochat.experiments.cancel",
+    "cancel-tls": "echochat.experiments.cancel_tls",
     "sendq-burst": "echochat.experiments.sendq_burst",
     "tls": "echochat.experiments.tls",
     "redis-subscriber": "echochat.experiments.redis_subscriber",

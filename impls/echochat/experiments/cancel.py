@@ -11,6 +11,7 @@ the message still went out and whether the marker starts a line of its own.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from statistics import median
 from typing import TYPE_CHECKING, Any
 
@@ -38,27 +39,12 @@ def run(settings: Settings) -> Report:
     # Several runs show whether the amount the kernels take varies; it has not so far.
     timeout, repeats = (0.25, 1) if settings.quick else (0.5, 3)
     models, skipped = available(ORDER)
-    runs: dict[str, list[dict[str, Any]]] = {}
-    for model in models:
-        progress(NAME, f"{MODELS[model].label}: {repeats} x one 8 MiB send under {timeout} s")
-        runs[model] = [
-            run_probe(NAME, model, "--size", str(SIZE), "--timeout", str(timeout))
-            for _ in range(repeats)
-        ]
+    runs = probe_models(NAME, models, timeout, repeats)
     for model, results in runs.items():
         if any(result["finished"] for result in results):
             raise RuntimeError(f"{model}: the 8 MiB send finished within {timeout} s")
     rows = [
-        [
-            MODELS[model].label,
-            spread([result["taken_at_cancel"] / KiB for result in results]),
-            spread([result["delivered_later"] / KiB for result in results]),
-            agree([whole(result) for result in results]),
-            agree([next_send(result) for result in results]),
-            agree([peer_reads(result) for result in results]),
-            agree([state(result) for result in results]),
-            agree([lowat(result) for result in results]),
-        ]
+        [MODELS[model].label, *outcome_cells(results, peer_reads, state)]
         for model, results in runs.items()
     ]
     plot = save_figure(draw(runs), settings.out, NAME)
@@ -115,6 +101,36 @@ def run(settings: Settings) -> Report:
         raw={"size": SIZE, "timeout": timeout, "repeats": repeats, "runs": runs},
         notes=notes,
     )
+
+
+def probe_models(
+    name: str, models: list[str], timeout: float, repeats: int, *options: str
+) -> dict[str, list[dict[str, Any]]]:
+    """Each model's cancel probe, ``repeats`` times: one SIZE send under ``timeout``."""
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for model in models:
+        progress(name, f"{MODELS[model].label}: {repeats} x one 8 MiB send under {timeout} s")
+        command = ["--size", str(SIZE), "--timeout", str(timeout), *options]
+        runs[model] = [run_probe("cancel", model, *command) for _ in range(repeats)]
+    return runs
+
+
+def outcome_cells(
+    results: list[dict[str, Any]],
+    peer_reads: Callable[[dict[str, Any]], str],
+    state: Callable[[dict[str, Any]], str],
+) -> list[str]:
+    """What a model's runs left: before and after, whole or not, the next send, what the
+    peer read, the stream's state and the socket's NOTSENT_LOWAT."""
+    return [
+        spread([result["taken_at_cancel"] / KiB for result in results]),
+        spread([result["delivered_later"] / KiB for result in results]),
+        agree([whole(result) for result in results]),
+        agree([next_send(result) for result in results]),
+        agree([peer_reads(result) for result in results]),
+        agree([state(result) for result in results]),
+        agree([lowat(result) for result in results]),
+    ]
 
 
 def spread(values: list[float]) -> str:

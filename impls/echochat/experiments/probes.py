@@ -7,7 +7,10 @@ listens and accepts, a plain blocking socket in the same process is the peer,
 and the probe drives both in turn, so every step happens in a known order.
 Each probe runs in a process of its own (``run_probe``), so one framework's
 event loop, logging and half-dead transports cannot leak into the next, and
-prints one JSON line.
+prints one JSON line. The models whose name ends in ``-tls`` do the same over
+TLS, each with its framework's own TLS (asyncio's TLS transport, trio's
+SSLStream, anyio's TLSStream); the peer is then a blocking ``ssl`` socket and
+counts what it could decrypt.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import json
 import logging
 import select
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -29,14 +33,17 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 import trio
-from anyio.abc import SocketAttribute, SocketListener, SocketStream
+from anyio.abc import ByteStream, SocketAttribute, SocketListener
+from anyio.streams.tls import TLSStream
 
 from echochat.loops import asyncio_loop_factory
+from echochat.tls import server_context
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -50,13 +57,48 @@ PATIENCE = 5.0
 SETTLE_MS = 100
 
 
-class Peer:
-    """The far end: a plain blocking socket the probe drives between framework calls."""
+@dataclass(frozen=True, slots=True)
+class TLSPair:
+    """The framework's server side and the peer's client side of TLS, for one certificate."""
 
-    def __init__(self, port: int) -> None:
+    server: ssl.SSLContext
+    client: ssl.SSLContext
+
+    @classmethod
+    def load(cls, cert: str, key: str) -> TLSPair:
+        return cls(server_context(cert, key), ssl.create_default_context(cafile=cert))
+
+
+class Peer:
+    """The far end: a blocking socket (over TLS, an ssl socket) the probe drives between
+    framework calls."""
+
+    def __init__(self, port: int, tls: TLSPair | None = None) -> None:
         # The kernel completes the handshake from the listen backlog, so this
         # returns at once although the framework has not accepted yet.
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=PATIENCE)
+        sock = socket.create_connection(("127.0.0.1", port), timeout=PATIENCE)
+        self.handshake: threading.Thread | None = None
+        if tls is None:
+            self.sock = sock
+            return
+        # suppress_ragged_eofs=False: a connection that ends without close_notify
+        # raises SSLEOFError instead of passing for a clean end.
+        self.sock = tls.client.wrap_socket(
+            sock,
+            server_hostname="localhost",
+            do_handshake_on_connect=False,
+            suppress_ragged_eofs=False,
+        )
+        # In a thread, while the framework does its side in its event loop.
+        self.handshake = threading.Thread(target=self.sock.do_handshake, daemon=True)
+        self.handshake.start()
+
+    def handshook(self) -> None:
+        """Wait for the TLS handshake (done once the framework's side is)."""
+        if self.handshake is not None:
+            self.handshake.join(PATIENCE)
+            if self.handshake.is_alive():
+                raise TimeoutError("the peer's TLS handshake did not finish")
 
     def read_exactly(self, size: int) -> None:
         received = 0
@@ -72,7 +114,10 @@ class Peer:
         self.sock.close()
 
     def read_available(self, limit: int) -> bytes:
-        """What the kernels hold for us now, read without letting the framework run."""
+        """What the kernels hold for us now, read without letting the framework run.
+
+        Over TLS: what of it the peer can decrypt, whole records only.
+        """
         data = bytearray()
         poller = select.poll()
         poller.register(self.sock, select.POLLIN)
@@ -82,7 +127,7 @@ class Peer:
             while len(data) < limit and time.monotonic() < deadline:
                 try:
                     chunk = self.sock.recv(min(MiB, limit - len(data)))
-                except BlockingIOError:
+                except (BlockingIOError, ssl.SSLWantReadError):
                     if not poller.poll(SETTLE_MS):
                         break
                     continue
@@ -110,9 +155,14 @@ class ReadToEof(threading.Thread):
     def run(self) -> None:
         deadline = time.monotonic() + 2 * PATIENCE
         try:
-            while len(self.data) < self.limit and time.monotonic() < deadline:
+            # Up to EOF: past the limit only if the framework sent more than it was given.
+            while len(self.data) <= self.limit and time.monotonic() < deadline:
                 chunk = self.sock.recv(MiB)
                 if not chunk:
+                    if isinstance(self.sock, ssl.SSLSocket):
+                        # The framework's close_notify: answer it, as a TLS client
+                        # does, or asyncio waits for it (ssl_shutdown_timeout).
+                        self.sock.unwrap()
                     return
                 self.data += chunk
         except OSError as exc:  # A timeout included: the result then says so.
@@ -281,8 +331,8 @@ class SocketsSender(AsyncioSender):
 
 
 class TrioSender(Sender):
-    def __init__(self, stream: trio.SocketStream) -> None:
-        super().__init__(stream.socket.fileno())
+    def __init__(self, stream: trio.abc.Stream, fileno: int) -> None:
+        super().__init__(fileno)
         self.stream = stream
 
     async def send(self, data: bytes) -> None:
@@ -302,7 +352,7 @@ class TrioSender(Sender):
 
 
 class AnyioSender(Sender):
-    def __init__(self, stream: SocketStream) -> None:
+    def __init__(self, stream: ByteStream) -> None:
         super().__init__(stream.extra(SocketAttribute.raw_socket).fileno())
         self.stream = stream
 
@@ -326,17 +376,21 @@ Connected = AbstractAsyncContextManager[tuple[Sender, Peer]]
 
 
 @asynccontextmanager
-async def asyncio_streams(drain: bool) -> AsyncIterator[tuple[Sender, Peer]]:
+async def asyncio_streams(
+    tls: TLSPair | None, *, drain: bool
+) -> AsyncIterator[tuple[Sender, Peer]]:
     accepted: asyncio.Future[asyncio.StreamWriter] = asyncio.get_running_loop().create_future()
 
     def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         accepted.set_result(writer)  # The writer's protocol keeps the reader.
 
-    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
-    peer = Peer(server.sockets[0].getsockname()[1])
+    context = None if tls is None else tls.server
+    server = await asyncio.start_server(on_connect, "127.0.0.1", 0, ssl=context)
+    peer = Peer(server.sockets[0].getsockname()[1], tls)
     try:
         async with asyncio.timeout(PATIENCE):
-            writer = await accepted
+            writer = await accepted  # Over TLS, once the handshake is done.
+        peer.handshook()
         sender = StreamsSender(writer, drain)
         try:
             yield sender, peer
@@ -349,7 +403,7 @@ async def asyncio_streams(drain: bool) -> AsyncIterator[tuple[Sender, Peer]]:
 
 
 @asynccontextmanager
-async def asyncio_protocol() -> AsyncIterator[tuple[Sender, Peer]]:
+async def asyncio_protocol(_: TLSPair | None) -> AsyncIterator[tuple[Sender, Peer]]:
     loop = asyncio.get_running_loop()
     connected: asyncio.Future[FlowProtocol] = loop.create_future()
     server = await loop.create_server(lambda: FlowProtocol(connected), "127.0.0.1", 0)
@@ -368,7 +422,7 @@ async def asyncio_protocol() -> AsyncIterator[tuple[Sender, Peer]]:
 
 
 @asynccontextmanager
-async def asyncio_sockets() -> AsyncIterator[tuple[Sender, Peer]]:
+async def asyncio_sockets(_: TLSPair | None) -> AsyncIterator[tuple[Sender, Peer]]:
     loop = asyncio.get_running_loop()
     with socket.create_server(("127.0.0.1", 0)) as listener:
         listener.setblocking(False)
@@ -386,13 +440,19 @@ async def asyncio_sockets() -> AsyncIterator[tuple[Sender, Peer]]:
 
 
 @asynccontextmanager
-async def trio_stream() -> AsyncIterator[tuple[Sender, Peer]]:
+async def trio_stream(tls: TLSPair | None) -> AsyncIterator[tuple[Sender, Peer]]:
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     listener = listeners[0]
-    peer = Peer(listener.socket.getsockname()[1])
+    peer = Peer(listener.socket.getsockname()[1], tls)
     try:
         with trio.fail_after(PATIENCE):
-            sender = TrioSender(await listener.accept())
+            accepted = await listener.accept()
+            stream: trio.abc.Stream = accepted
+            if tls is not None:
+                stream = trio.SSLStream(accepted, tls.server, server_side=True)
+                await stream.do_handshake()  # Else done by the first send_all().
+        peer.handshook()
+        sender = TrioSender(stream, accepted.socket.fileno())
         try:
             yield sender, peer
         finally:
@@ -403,14 +463,19 @@ async def trio_stream() -> AsyncIterator[tuple[Sender, Peer]]:
 
 
 @asynccontextmanager
-async def anyio_stream() -> AsyncIterator[tuple[Sender, Peer]]:
+async def anyio_stream(tls: TLSPair | None) -> AsyncIterator[tuple[Sender, Peer]]:
     async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listeners:
         listener = listeners.listeners[0]
         assert isinstance(listener, SocketListener)
-        peer = Peer(listener.extra(SocketAttribute.local_port))
+        peer = Peer(listener.extra(SocketAttribute.local_port), tls)
         try:
             with anyio.fail_after(PATIENCE):
-                sender = AnyioSender(await listener.accept())
+                stream: ByteStream = await listener.accept()
+                if tls is not None:
+                    # wrap() returns once the handshake is done.
+                    stream = await TLSStream.wrap(stream, server_side=True, ssl_context=tls.server)
+            peer.handshook()
+            sender = AnyioSender(stream)
             try:
                 yield sender, peer
             finally:
@@ -535,22 +600,36 @@ async def probe_cancel(
 class Model:
     label: str
     framework: str  # asyncio, uvloop, trio, anyio-asyncio, anyio-trio
-    connect: Callable[[], Connected]
+    connect: Callable[[TLSPair | None], Connected]
+    tls: bool = False  # over TLS: the probe needs --cert and --key
+
+
+def streams(drain: bool) -> Callable[[TLSPair | None], Connected]:
+    return partial(asyncio_streams, drain=drain)
 
 
 MODELS = {
-    "asyncio-write": Model("asyncio write()", "asyncio", lambda: asyncio_streams(drain=False)),
-    "asyncio-drain": Model(
-        "asyncio write()+drain()", "asyncio", lambda: asyncio_streams(drain=True)
-    ),
+    "asyncio-write": Model("asyncio write()", "asyncio", streams(drain=False)),
+    "asyncio-drain": Model("asyncio write()+drain()", "asyncio", streams(drain=True)),
     "asyncio-protocol": Model("asyncio Protocol", "asyncio", asyncio_protocol),
     "asyncio-sockets": Model("asyncio sock_sendall()", "asyncio", asyncio_sockets),
     "uvloop-sockets": Model("uvloop sock_sendall()", "uvloop", asyncio_sockets),
     "trio": Model("trio send_all()", "trio", trio_stream),
     "anyio-asyncio": Model("anyio send(), asyncio", "anyio-asyncio", anyio_stream),
     "anyio-trio": Model("anyio send(), trio", "anyio-trio", anyio_stream),
-    "uvloop-write": Model("uvloop write()", "uvloop", lambda: asyncio_streams(drain=False)),
-    "uvloop-drain": Model("uvloop write()+drain()", "uvloop", lambda: asyncio_streams(drain=True)),
+    "uvloop-write": Model("uvloop write()", "uvloop", streams(drain=False)),
+    "uvloop-drain": Model("uvloop write()+drain()", "uvloop", streams(drain=True)),
+    "asyncio-drain-tls": Model(
+        "asyncio write()+drain(), TLS", "asyncio", streams(drain=True), tls=True
+    ),
+    "uvloop-drain-tls": Model(
+        "uvloop write()+drain(), TLS", "uvloop", streams(drain=True), tls=True
+    ),
+    "trio-tls": Model("trio SSLStream.send_all()", "trio", trio_stream, tls=True),
+    "anyio-asyncio-tls": Model(
+        "anyio TLSStream.send(), asyncio", "anyio-asyncio", anyio_stream, tls=True
+    ),
+    "anyio-trio-tls": Model("anyio TLSStream.send(), trio", "anyio-trio", anyio_stream, tls=True),
 }
 
 
@@ -589,13 +668,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="errors: most time writing")
     parser.add_argument("--size", type=int, default=8 * MiB, help="cancel: message size")
     parser.add_argument("--timeout", type=float, default=0.5, help="cancel: send timeout")
+    parser.add_argument("--cert", help="the -tls models: the server's PEM certificate")
+    parser.add_argument("--key", help="the -tls models: its PEM private key")
     args = parser.parse_args()
     model = MODELS[args.model]
+    if model.tls and (args.cert is None or args.key is None):
+        parser.error(f"{args.model} speaks TLS: give --cert and --key")
+    tls = TLSPair.load(args.cert, args.key) if model.tls else None
 
     async def probe() -> ErrorOutcome | CancelOutcome:
         if args.scenario == "errors":
-            return await probe_errors(args.model, model.connect(), args.count, args.seconds)
-        return await probe_cancel(args.model, model.connect(), args.size, args.timeout)
+            return await probe_errors(args.model, model.connect(tls), args.count, args.seconds)
+        return await probe_cancel(args.model, model.connect(tls), args.size, args.timeout)
 
     print(json.dumps(asdict(run_on(model.framework, probe))), flush=True)
 

@@ -14,6 +14,7 @@ from echochat.core import CLOSE_GRACE, AcceptPacer
 from echochat.options import ServerOptions, announce_listening, queue_empty
 from echochat.trio_impl.chat import ChatService
 from echochat.trio_impl.echo import EchoService
+from echochat.trio_impl.link import link_loop
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,10 @@ async def serve(options: ServerOptions) -> None:
         # Every connection's task lives in this nursery, so leaving it
         # waits for all of them: no connection outlives the server.
         async with trio.open_nursery() as handlers:
+            linking = None
+            if isinstance(service, ChatService) and options.redis is not None:
+                # The link to the network lives beside the connections until shutdown.
+                linking = await handlers.start(link_loop, service.hub)
             handshakes = Handshakes(options.handshake_timeout)
             addresses = []
             async with trio.open_nursery() as accepting:
@@ -53,7 +58,9 @@ async def serve(options: ServerOptions) -> None:
                     break
                 accepting.cancel_scope.cancel()  # Stop accepting; connections go on.
             handshakes.cancel()
-            service.shutdown()
+            service.shutdown()  # On a network, this queues the server's SPLIT for Redis.
+            if linking is not None:
+                linking.cancel()  # Its writers still have CLOSE_GRACE to send it.
 
 
 async def accept_loop(

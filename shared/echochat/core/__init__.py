@@ -20,11 +20,19 @@ from echochat.core.effects import (
 )
 from echochat.core.federation import LinkRefusedError
 from echochat.core.framing import Line, LineFramer, LineTooLong
-from echochat.core.limits import CLOSE_GRACE, READ_SIZE, SEND_PIECE, TURN_BYTES, Limits
+from echochat.core.limits import (
+    CLOSE_GRACE,
+    LINK_CONNECT_TIMEOUT,
+    READ_SIZE,
+    SEND_PIECE,
+    TURN_BYTES,
+    Limits,
+)
 from echochat.core.version import __version__
 
 __all__ = [
     "CLOSE_GRACE",
+    "LINK_CONNECT_TIMEOUT",
     "READ_SIZE",
     "SEND_PIECE",
     "TURN_BYTES",

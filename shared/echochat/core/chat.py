@@ -14,7 +14,15 @@ line by line.
 from __future__ import annotations
 
 from echochat.core.commands import HANDLERS, PRE_REGISTRATION
-from echochat.core.effects import Close, CloseLink, ConnId, Effect, LinkEffect, LinkRole
+from echochat.core.effects import (
+    Close,
+    CloseLink,
+    ConnId,
+    Effect,
+    LinkEffect,
+    LinkRole,
+    LinkSend,
+)
 from echochat.core.errors import CommandError
 from echochat.core.federation import Federation, Phase
 from echochat.core.framing import FrameEvent, LineFramer, LineTooLong
@@ -37,6 +45,8 @@ _TOKEN_ROUNDING = 1e-9
 
 class ChatCore(Federation):
     """Every client, nick and channel of one chat server, driven by events from an adapter."""
+
+    __slots__ = ("_shutting_down",)
 
     def __init__(
         self,
@@ -198,8 +208,11 @@ class ChatCore(Federation):
                 [self.server_name.encode(), self.incarnation.encode(), b"Server shutting down"],
                 self.now,
             )
+        if self.link is not None and self.link.up:
+            # The name is free at once, not when the lease runs out: a restart is not refused.
+            self._link_effects.append(LinkSend(*self.link.release(self.now)))
             self._link_effects.append(CloseLink("Server shutting down", flush=True))
-            self.phase = Phase.ALONE
+        self.phase = Phase.ALONE
         farewell = self._error_line("Server shutting down")
         self._effects.extend(
             Close(conn, farewell, flush=True, reason="Server shutting down")

@@ -94,6 +94,29 @@ class Phase(Enum):
 class Federation(Network):
     """The tables of one server, kept in step with every server of its network."""
 
+    __slots__ = (
+        "_answered",
+        "_bus_inbox",
+        "_ever_up",
+        "_gen_sent",
+        "_heard",
+        "_held",
+        "_link_cut",
+        "_link_effects",
+        "_next_conn",
+        "_next_heartbeat",
+        "_remote",
+        "_rng",
+        "_servers",
+        "_split",
+        "_split_asked",
+        "_wait_until",
+        "incarnation",
+        "link",
+        "phase",
+        "server_name",
+    )
+
     def __init__(
         self, limits: Limits, created: str, epoch: UnixTime, network_seed: int | None
     ) -> None:

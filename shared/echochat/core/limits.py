@@ -52,6 +52,12 @@ SEND_PIECE = 16_384
 # shutdown must finish within 5 s even with 1000 clients.
 CLOSE_GRACE = 1.0
 
+# How long one attempt to open the two connections to Redis (--redis) may take
+# before it counts as failed and the link backs off to try again: a Redis host
+# that drops SYNs would otherwise hold the attempt in connect() for the
+# kernel's SYN retries, about two minutes on Linux (tcp_syn_retries 6).
+LINK_CONNECT_TIMEOUT = 5.0
+
 # Protocol constants advertised in 005 and enforced by the chat core.
 NICKLEN = 16
 CHANNELLEN = 50

@@ -22,6 +22,29 @@ from echochat.core.state import Channel, Client, PastNick, Seconds, UnixTime
 class Network:
     """Every client, nick and channel of one server, and the effects being built."""
 
+    # Slots, not a __dict__: every delivery reads several of these, and CPython's
+    # fastest attribute access is a slot's (an instance dict of more than 30 keys,
+    # which the network's state would make, loses the shared-keys fast path).
+    __slots__ = (
+        "_channels",
+        "_clients",
+        "_connections_per_host",
+        "_effects",
+        "_nicks",
+        "_overflowed",
+        "_turn_budget",
+        "_turn_clients",
+        "_turn_sendq",
+        "_turn_spent",
+        "created",
+        "epoch",
+        "limits",
+        "most_users",
+        "now",
+        "replicating",
+        "whowas",
+    )
+
     def __init__(self, limits: Limits, created: str, epoch: UnixTime = 0.0) -> None:
         self.limits = limits
         self.created = created

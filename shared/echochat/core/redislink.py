@@ -60,6 +60,11 @@ _LEASE_SCRIPT = (
     "if holder == false or holder == ARGV[1] then "
     "redis.call('set', KEYS[1], ARGV[1], 'px', ARGV[2]) return 1 end return 0"
 )
+# Gives the name up at a graceful shutdown, if this process still holds it, so
+# that the server started again at once (a restart) is not refused.
+_RELEASE_SCRIPT = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +185,12 @@ class RedisLink:
         """An event for the whole network, this server included."""
         self._awaiting.append(("publish", now))
         return self._queued(LinkRole.COMMANDS, _command("PUBLISH", BUS_CHANNEL, payload))
+
+    def release(self, now: Seconds) -> tuple[LinkRole, bytes]:
+        """Give up the server's name (a graceful shutdown): the next start need not wait."""
+        self._awaiting.append(("release", now))
+        command = _command("EVAL", _RELEASE_SCRIPT, 1, self._lease_key, self.instance)
+        return self._queued(LinkRole.COMMANDS, command)
 
     def _queued(self, role: LinkRole, data: bytes) -> tuple[LinkRole, bytes]:
         self._unsent[role] += len(data)

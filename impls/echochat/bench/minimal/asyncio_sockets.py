@@ -1,4 +1,7 @@
-"""Minimal echo server on asyncio's socket API: sock_accept, sock_recv_into() + sock_sendall()."""
+"""Minimal echo server on asyncio's socket API: sock_accept, sock_recv_into() + sock_sendall().
+
+No TLS: the loop's sock_*() methods refuse ssl sockets.
+"""
 
 from __future__ import annotations
 
@@ -47,6 +50,6 @@ async def main(port: int) -> None:
 
 
 if __name__ == "__main__":
-    args = parse_args(__doc__, loop=True)
+    args = parse_args(__doc__, loop=True, tls=False)
     with asyncio.Runner(loop_factory=asyncio_loop_factory(args.loop)) as runner:
         runner.run(main(args.port))
