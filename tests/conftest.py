@@ -43,11 +43,12 @@ def start_server(impl: str) -> Iterator[Callable[..., ServerProcess]]:
 
 @pytest.fixture
 def open_client() -> Iterator[Callable[..., IrcClient]]:
-    """Open IRC clients to any port: ``open_client(port, rcvbuf=...)``; all closed at the end."""
+    """Open IRC clients to any port: ``open_client(port, timeout=..., rcvbuf=...)``; all
+    closed at the end."""
     clients: list[IrcClient] = []
 
-    def open_one(port: int, **options: int) -> IrcClient:
-        client = IrcClient(port, **options)
+    def open_one(port: int, timeout: float = 10.0, rcvbuf: int | None = None) -> IrcClient:
+        client = IrcClient(port, timeout, rcvbuf)
         clients.append(client)
         return client
 

@@ -6,6 +6,7 @@ import itertools
 import re
 import socket
 import ssl
+import time
 from pathlib import Path
 
 _tokens = itertools.count(1)
@@ -16,14 +17,17 @@ class ConnectionClosedError(AssertionError):
 
 
 class IrcClient:
-    def __init__(self, port: int, timeout: float = 10.0, rcvbuf: int | None = None) -> None:
+    def __init__(
+        self, port: int, timeout: float = 10.0, rcvbuf: int | None = None, host: str = "127.0.0.1"
+    ) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:
             # Set before connecting, so the TCP window is small from the start.
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.settimeout(timeout)
-        self.sock.connect(("127.0.0.1", port))
+        self.timeout = timeout
+        self.sock.connect((host, port))
         self.buffer = b""
         self.nick = "*"
 
@@ -36,9 +40,15 @@ class IrcClient:
     def send_raw(self, data: bytes) -> None:
         self.sock.sendall(data)
 
-    def read_line(self) -> str:
+    def read_line(self, deadline: float | None = None) -> str:
+        """The next line; TimeoutError if none is whole by ``deadline`` (time.monotonic())."""
         while b"\n" not in self.buffer:
-            chunk = self.sock.recv(65536)
+            if deadline is not None:
+                self.sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            try:
+                chunk = self.sock.recv(65536)
+            finally:
+                self.sock.settimeout(self.timeout)
             if not chunk:
                 raise ConnectionClosedError(f"EOF; unread: {self.buffer!r}")
             self.buffer += chunk
@@ -53,12 +63,37 @@ class IrcClient:
         assert match is not None, f"expected {pattern!r}, got {line!r}"
         return match
 
-    def read_until(self, pattern: str) -> list[str]:
-        """Lines up to and including the first that matches ``pattern``."""
+    def read_until(self, *patterns: str, within: float | None = None) -> list[str]:
+        """Lines up to and including the one by which each of ``patterns`` has matched a
+        line, in any order (with one pattern: the first line that matches it).
+
+        ``within``: fail unless that happens within that many seconds, however
+        many other lines come first (the timeout alone bounds each read).
+        """
+        deadline = None if within is None else time.monotonic() + within
+        lines: list[str] = []
+        waiting = list(patterns)
+        while waiting:
+            try:
+                lines.append(self.read_line(deadline))
+            except TimeoutError:
+                if deadline is None:
+                    raise
+                raise AssertionError(
+                    f"{self.nick}: no line matching {waiting} within {within} s; "
+                    f"the last lines were {lines[-10:]}"
+                ) from None
+            waiting = [pattern for pattern in waiting if not re.fullmatch(pattern, lines[-1])]
+        return lines
+
+    def read_for(self, seconds: float) -> list[str]:
+        """Every line that comes within ``seconds``: to see that something does not happen."""
+        deadline = time.monotonic() + seconds
         lines = []
         while True:
-            lines.append(self.read_line())
-            if re.fullmatch(pattern, lines[-1]):
+            try:
+                lines.append(self.read_line(deadline))
+            except TimeoutError:
                 return lines
 
     def sync(self) -> list[str]:

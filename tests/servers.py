@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from functools import partial
 
 from echochat.launch import ServerUnderTest, echochat_command
@@ -33,12 +34,13 @@ _LOG_RECORD = re.compile(r"(?m)^(?=\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} )")
 class ServerProcess(ServerUnderTest):
     """``echochat serve`` for a test: asks for every warning, and checks how it ends."""
 
-    def __init__(self, impl: str, service: str, *options: str) -> None:
+    def __init__(self, impl: str, service: str, *options: str, wrapper: Sequence[str] = ()) -> None:
+        """``wrapper``: a command that runs the server: ``ip netns exec NAME`` (tests/netns.py)."""
         implementation, loop = parse_configuration(impl)
         # -X dev would turn on asyncio debug noise; instead ask for every warning.
         env = {**os.environ, "PYTHONWARNINGS": "default"}
         command = echochat_command(implementation.name, service, *options, loop=loop)
-        super().__init__(impl, command, env)
+        super().__init__(impl, [*wrapper, *command], env)
         self.impl = impl
 
     def limit_open_files(self, spare: int) -> None:

@@ -23,7 +23,9 @@ import psutil
 
 from echochat.registry import BY_NAME, EventLoop, configuration_id
 
-_LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)(?:, TLS on 127\.0\.0\.1:(\d+))?\n")
+# The address is --host's: 127.0.0.1 unless the caller chose another (the network
+# tests serve on the addresses of their own hosts, tests/netns.py).
+_LISTENING = re.compile(r"listening on [\d.]+:(\d+)(?:, TLS on [\d.]+:(\d+))?\n")
 # Load comes from many clients on 127.0.0.1 sending as fast as they can, so
 # chat servers under load run with flood control and the per-IP limit off.
 CHAT_LOAD_OPTIONS = ("--flood-rate", "0", "--max-per-ip", "0")
@@ -82,7 +84,7 @@ class ProcessMeter:
 
 
 class ServerUnderTest:
-    """A server in a subprocess on 127.0.0.1 that prints ``listening on HOST:PORT`` first.
+    """A server in a subprocess that prints ``listening on HOST:PORT`` first.
 
     ``ca``: the server speaks TLS on ``port`` with a certificate that this file
     (a certificate or its CA) checks; None for plain TCP.

@@ -77,9 +77,23 @@ class RedisServer:
     bound), ``kill()`` (SIGKILL) and ``start()`` again keep the same address,
     so clients can reconnect to the same URL. ``options`` are more
     redis-server options, e.g. ``("--client-output-buffer-limit", "pubsub 1mb 0 0")``.
+
+    With ``tcp``, ``bind`` and ``port`` place it elsewhere than 127.0.0.1 at a
+    free port, and ``wrapper`` is a command that runs it: the network tests run
+    it on a host of their own, ``ip netns exec NAMESPACE redis-server ...`` on
+    that host's address (tests/netns.py).
     """
 
-    def __init__(self, directory: Path, *, tcp: bool = False, options: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        tcp: bool = False,
+        options: Sequence[str] = (),
+        bind: str = "127.0.0.1",
+        port: int | None = None,
+        wrapper: Sequence[str] = (),
+    ) -> None:
         if shutil.which(REDIS_SERVER) is None:
             raise RedisStartError(
                 f"{REDIS_SERVER} is not installed: run .ci/install-debian-packages "
@@ -88,7 +102,9 @@ class RedisServer:
         self.directory = directory
         self.options = tuple(options)
         self.socket_path: Path | None = None if tcp else directory / "redis.sock"
-        self.port: int | None = None
+        self.bind = bind
+        self.port = port
+        self.wrapper = tuple(wrapper)
         self.log_path = directory / "redis.log"
         self._notify_path = directory / "notify.sock"
         for path in (self.socket_path, self._notify_path):
@@ -100,10 +116,10 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        """What ``echochat serve --redis`` takes: unix:///PATH or redis://127.0.0.1:PORT."""
+        """What ``echochat serve --redis`` takes: unix:///PATH or redis://HOST:PORT."""
         if self.socket_path is not None:
             return f"unix://{self.socket_path}"
-        return f"redis://127.0.0.1:{self.port}"
+        return f"redis://{self.bind}:{self.port}"
 
     @property
     def address(self) -> Address:
@@ -111,7 +127,7 @@ class RedisServer:
         if self.socket_path is not None:
             return str(self.socket_path)
         assert self.port is not None
-        return ("127.0.0.1", self.port)
+        return (self.bind, self.port)
 
     @property
     def running(self) -> bool:
@@ -132,13 +148,13 @@ class RedisServer:
                          "--unixsocketperm", "700"))  # fmt: skip
             return
         if self.port is not None:
-            # Restarted: the same port, which clients reconnect to.
-            self._start(("--port", str(self.port), "--bind", "127.0.0.1"))
+            # Restarted (or given): the same port, which clients reconnect to.
+            self._start(self._tcp_listen())
             return
         for attempt in range(1, PORT_ATTEMPTS + 1):
             self.port = free_port()
             try:
-                self._start(("--port", str(self.port), "--bind", "127.0.0.1"))
+                self._start(self._tcp_listen())
             except RedisStartError as error:
                 self.port = None
                 # Another process took the port since free_port() saw it free.
@@ -147,9 +163,15 @@ class RedisServer:
             else:
                 return
 
+    def _tcp_listen(self) -> tuple[str, ...]:
+        listen = ("--port", str(self.port), "--bind", self.bind)
+        # Protected mode refuses clients from other hosts to a Redis without a
+        # password; one bound to a private test network is meant for them.
+        return listen if self.bind == "127.0.0.1" else (*listen, "--protected-mode", "no")
+
     def _start(self, listen: Sequence[str]) -> None:
         # --port 0 turns TCP off; nothing is saved, nothing read from a config file.
-        command = [REDIS_SERVER, *listen, "--save", "", "--appendonly", "no",
+        command = [*self.wrapper, REDIS_SERVER, *listen, "--save", "", "--appendonly", "no",
                    "--dir", str(self.directory), "--logfile", str(self.log_path),
                    "--supervised", "systemd", *self.options]  # fmt: skip
         self._notify_path.unlink(missing_ok=True)

@@ -256,6 +256,29 @@ def test_a_server_that_loses_redis_serves_its_own_users_tells_them_and_rejoins()
     assert said(a, alice) == ["back"]
 
 
+def test_a_newer_nick_on_the_rejoining_server_yields_to_the_older_user_everywhere() -> None:
+    """The other way round from above: the newcomer is on the server that comes back, and
+    every server, its BURST's receivers included, keeps the older user under the nick."""
+    bus, (a, b) = network("a.test", "b.test")
+    alice, bob = a.register("alice"), b.register("bob")
+    bus.cut(b)
+    bus.advance(SILENCE + 3.5)
+    # alice is split off on b, so her nick is free there (b's welcome says it is alone).
+    usurper = b.connect()
+    b.send(usurper, "NICK alice", "USER alice 0 * :Real alice")
+    assert numerics(b, usurper)[0] == "001"
+    bus.link(b)
+    renamed = [p for p in b.take_parsed(usurper) if p.command == "NICK"]
+    assert [p.params[0][:5] for p in renamed] == ["Guest"]
+    for server in (a, b):
+        holder = server.core._nicks.get("alice")
+        assert holder is not None, f"{server.core.server_name} lost alice's nick"
+        assert (holder.origin or server.core.server_name, holder.nick) == ("a.test", "alice")
+    b.send(bob, "PRIVMSG alice :to the older alice")
+    assert said(a, alice) == ["to the older alice"]
+    assert said(b, usurper) == []
+
+
 def test_the_older_channel_keeps_its_modes_when_split_networks_merge() -> None:
     bus, (a, b) = network("a.test", "b.test")
     alice, bob = a.register("alice"), b.register("bob")

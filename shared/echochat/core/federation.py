@@ -640,7 +640,9 @@ class Federation(Network):
         # Two users with one nick: the older keeps it, the other is renamed
         # (TS6's SAVE); on a tie the newcomer yields.
         if holder.nick_at <= user.nick_at:
-            loser = user
+            # The holder keeps it (_register_remote gave the table's entry to
+            # the newcomer, and renaming the newcomer frees whatever it holds).
+            loser, self._nicks[folded] = user, holder
         else:
             loser, self._nicks[folded] = holder, user
         rename(self, loser, self._free_nick(loser))
