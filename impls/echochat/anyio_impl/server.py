@@ -45,6 +45,8 @@ async def serve(options: ServerOptions) -> None:
         async with anyio.create_task_group() as handlers:
             linking = None
             if isinstance(service, ChatService) and options.redis is not None:
+                if options.backend == "asyncio":
+                    tolerate_unix_socket_race()
                 # The link to the network lives beside the connections until shutdown.
                 linking = await handlers.start(link_loop, service.hub)
             handshakes = Handshakes(options.handshake_timeout)
@@ -168,6 +170,43 @@ class Handshakes:
     def cancel(self) -> None:
         for scope in self.scopes:
             scope.cancel()
+
+
+def tolerate_unix_socket_race() -> None:
+    """Keep a race of anyio's UNIX sockets on asyncio (anyio <= 4.16) out of the log.
+
+    A UNIX stream waits for its socket with ``loop.add_reader(sock, f.set_result,
+    None)`` (anyio/_backends/_asyncio.py, ``_RawSocketMixin._wait_until_readable``).
+    When the socket becomes readable in the loop iteration in which the waiting
+    task is cancelled (the link's reader, when its other connection ended: a
+    Redis that stops closes both at once), the future is cancelled before the
+    queued ``set_result`` runs, which raises InvalidStateError, and asyncio logs
+    "Exception in callback Future.set_result(None)" at ERROR. asyncio's own
+    ``sock_recv()`` checks ``fut.done()`` first. Nothing is lost: the read was
+    cancelled anyway. So exactly that case is logged at debug level; every other
+    error goes to the handler that was there before. On the trio backend there is
+    nothing to do.
+    """
+    import asyncio  # noqa: PLC0415  (only on the asyncio backend)
+
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        callback = getattr(context.get("handle"), "_callback", None)
+        future = getattr(callback, "__self__", None)
+        if (
+            isinstance(context.get("exception"), asyncio.InvalidStateError)
+            and isinstance(future, asyncio.Future)
+            and future.cancelled()
+        ):
+            log.debug("anyio's UNIX socket race, harmless: %s", context.get("message"))
+        elif previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handle)
 
 
 def pause_reading_until_received(stream: SocketStream) -> None:
