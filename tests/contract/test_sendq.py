@@ -25,6 +25,10 @@ from servers import ServerProcess
 Start = Callable[..., ServerProcess]
 Open = Callable[..., IrcClient]
 
+# The fast members must keep up with a server bursting at full speed: no other
+# test's load may starve them (under pytest-xdist the other workers wait).
+pytestmark = pytest.mark.alone
+
 # About 1 MB in one send: long lines, or many short ones (more work per byte).
 BURSTS = [(2_600, 400), (20_000, 52)]
 # What the kernel may hold for each member (SO_SNDBUF; Linux doubles it). Left
