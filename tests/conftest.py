@@ -1,15 +1,55 @@
-"""Fixtures that run every shared test against every implementation, as a real subprocess."""
+"""Fixtures that run every shared test against every implementation, as a real subprocess.
+
+And the one rule pytest-xdist's workers follow between them: a test marked ``alone``
+runs while no other test of the run does.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+import fcntl
+import os
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
 
 import pytest
 
 from irc import IrcClient
 from redisserver import PrivateRedis
 from servers import IMPLS, ServerProcess
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
+    """Under pytest-xdist, hold the run's test lock through setup, call and teardown.
+
+    Outside pytest-timeout's timer (tryfirst: the outer wrapper), so waiting for
+    the lock does not count against the test's own time; every holder is bounded
+    by its timeout.
+    """
+    basetemp = item.config.option.basetemp
+    if "PYTEST_XDIST_WORKER" not in os.environ or not basetemp:
+        return (yield)
+    # A worker's basetemp is a directory in the run's own, which all workers share.
+    alone = item.get_closest_marker("alone") is not None
+    with test_lock(Path(basetemp).parent, alone=alone):
+        return (yield)
+
+
+@contextlib.contextmanager
+def test_lock(directory: Path, *, alone: bool) -> Iterator[None]:
+    """Shared for most tests, exclusive for one marked ``alone``; a waiting ``alone`` goes first.
+
+    Every test passes the gate on its way in; one that runs alone holds it,
+    so tests that come after it wait there while the ones already running finish.
+    Closing a file releases its lock.
+    """
+    with (directory / "tests.gate").open("a") as gate, (directory / "tests.lock").open("a") as lock:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        if not alone:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        yield
 
 
 @pytest.fixture(scope="module", params=IMPLS)

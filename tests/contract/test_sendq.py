@@ -26,6 +26,10 @@ from servers import ServerProcess
 Start = Callable[..., ServerProcess]
 Open = Callable[..., IrcClient]
 
+# The fast members must keep up with a server bursting at full speed: no other
+# test's load may starve them (under pytest-xdist the other workers wait).
+pytestmark = pytest.mark.alone
+
 # How long the talker's PING and the fast member's last line may take after
 # the burst: generous for a loaded 2-core machine (each takes 0.04-0.6 s
 # on an idle one). Before the fix the fast member was dropped instead.

@@ -81,6 +81,28 @@ def chromium(user_data_dir: Path) -> Iterator[webdriver.Chrome]:
         driver.quit()
 
 
+# Resolves once the document has loaded: at once if it has, else on its load event.
+_LOADED_SCRIPT = """
+const done = arguments[arguments.length - 1];
+if (document.readyState === "complete") {
+  done();
+} else {
+  window.addEventListener("load", () => done(), {once: true});
+}
+"""
+
+
+def open_page(driver: webdriver.Chrome, url: str) -> None:
+    """``driver.get(url)``, then wait for the page's load event.
+
+    On a busy machine chromedriver's get() has returned with the document still
+    loading (readyState "loading", half of a grid's columns parsed), which the
+    layout checks then report as missing columns and listings.
+    """
+    driver.get(url)
+    driver.execute_async_script(_LOADED_SCRIPT)
+
+
 def set_viewport(driver: webdriver.Chrome, width: int, height: int, mobile: bool) -> None:
     """Emulate a screen: ``mobile`` applies the page's viewport meta tag, as a phone does."""
     metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile}

@@ -24,6 +24,7 @@ from docs_browser import (
     full_page_png,
     listing_lines,
     missing_browser,
+    open_page,
     serve_directory,
     set_viewport,
     side_by_side_layout,
@@ -404,7 +405,7 @@ def test_side_by_side_pages_show_every_listing_whole_on_wide_screens(
     set_viewport(driver, width, height, mobile=False)
     wrapped = 0
     for page in side_by_side_pages(site):
-        driver.get(f"{base}/sidebyside/{page}.html")
+        open_page(driver, f"{base}/sidebyside/{page}.html")
         for grid in side_by_side_layout(driver):
             check_columns(page, grid, COLUMNS[width], width)
             for column in grid:
@@ -427,7 +428,7 @@ def test_side_by_side_pages_on_a_phone_show_one_implementation_picked_by_tabs(
     driver, base = phone
     width, _ = PHONE
     for page in side_by_side_pages(site):
-        driver.get(f"{base}/sidebyside/{page}.html")
+        open_page(driver, f"{base}/sidebyside/{page}.html")
         # The implementations the page shows somewhere, the last first: the page may
         # open on the one picked last time.
         on_page = [
@@ -487,7 +488,7 @@ def test_side_by_side_pages_without_javascript_stack_all_four(
     driver.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
     try:
         for page in side_by_side_pages(site):
-            driver.get(f"{base}/sidebyside/{page}.html")
+            open_page(driver, f"{base}/sidebyside/{page}.html")
             assert driver.find_elements(By.CSS_SELECTOR, ".sidebyside-tabs") == [], page
             for grid in side_by_side_layout(driver):
                 check_columns(page, grid, 1, width)
@@ -523,7 +524,7 @@ def test_no_page_cuts_off_a_code_block_or_table(
     pages = [page for page in sorted(site.rglob("*.html")) if "_repo" not in page.parts]
     clipped = {}
     for page in pages:
-        driver.get(f"{base}/{page.relative_to(site)}")
+        open_page(driver, f"{base}/{page.relative_to(site)}")
         if blocks := clipped_blocks(driver):
             clipped[str(page.relative_to(site))] = blocks
     assert clipped == {}

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from echochat.experiments import Settings
 from echochat.experiments.sendq_burst import LINES, SENDQ, run
+
+# Its fast member must keep up with the burst, as in tests/contract/test_sendq.py.
+pytestmark = pytest.mark.alone
 
 
 def test_the_fast_member_keeps_up_and_only_the_stalled_member_fills_its_sendq(

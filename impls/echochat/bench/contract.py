@@ -74,7 +74,8 @@ def run_contract_suite(
     """
     log, times = out / "contract.log", out / "contract-seconds.json"
     history = json.loads(times.read_text()) if times.exists() else {}
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    # In this process (-n 0, not pytest-xdist's workers), where the plugin sees every test.
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0"]
     command += ["-p", "echochat.bench.contract_plugin", CONTRACT_TESTS]
     if select_tests is not None:
         command += ["-k", select_tests]
