@@ -203,6 +203,9 @@ def test_an_unreachable_redis_at_start_is_retried_while_users_are_served(
             server.kill()
 
 
+# The fast member must keep up with a burst at full speed: no other test's load
+# may starve it (under pytest-xdist the other workers wait), as in test_sendq.py.
+@pytest.mark.alone
 def test_a_client_that_never_reads_is_dropped_and_the_network_stays_healthy(
     impl: str,
     partner: str,

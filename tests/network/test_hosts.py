@@ -145,6 +145,8 @@ def channel_texts(client: IrcClient, channel: str, count: int, within: float) ->
     return texts
 
 
+# Heartbeats over a throttled link: other tests' load must not delay them.
+@pytest.mark.alone
 def test_a_slow_link_delivers_everything_in_one_order_and_splits_nobody(
     machines: Machines,
 ) -> None:
