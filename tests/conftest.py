@@ -21,7 +21,7 @@ from servers import IMPLS, ServerProcess
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
-    """Under pytest-xdist, hold the run's test lock through setup, call and teardown.
+    """Under pytest-xdist, hold the run's suite lock through setup, call and teardown.
 
     Outside pytest-timeout's timer (tryfirst: the outer wrapper), so waiting for
     the lock does not count against the test's own time; every holder is bounded
@@ -32,12 +32,12 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object
         return (yield)
     # A worker's basetemp is a directory in the run's own, which all workers share.
     alone = item.get_closest_marker("alone") is not None
-    with test_lock(Path(basetemp).parent, alone=alone):
+    with suite_lock(Path(basetemp).parent, alone=alone):
         return (yield)
 
 
 @contextlib.contextmanager
-def test_lock(directory: Path, *, alone: bool) -> Iterator[None]:
+def suite_lock(directory: Path, *, alone: bool) -> Iterator[None]:
     """Shared for most tests, exclusive for one marked ``alone``; a waiting ``alone`` goes first.
 
     Every test passes the gate on its way in; one that runs alone holds it,
