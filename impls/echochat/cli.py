@@ -730,7 +730,9 @@ def serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     run: Callable[[ServerOptions], None] = importlib.import_module(
         implementation.adapter.server_module
     ).run
-    log.info("starting %s service with %s on %s's event loop", args.service, args.impl, args.loop)
+    # trio runs on its own loop; the anyio-trio backend too (--loop is for asyncio's).
+    loop = args.loop if implementation.backend == "asyncio" else "trio"
+    log.info("starting %s service with %s on %s's event loop", args.service, args.impl, loop)
     failed = refused = False
     try:
         run(options)
